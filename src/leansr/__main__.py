@@ -1,0 +1,5 @@
+import sys
+
+from leansr.cli import main
+
+sys.exit(main())

@@ -1,0 +1,208 @@
+"""Safe checkpoint loading, architecture detection from state dicts, and our safetensors format.
+
+Official `.pth` files are read with `torch.load(weights_only=True)`, so a file that needs pickled code is
+refused before any of its code runs. Our own format is safetensors with JSON metadata under the key `leansr`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from leansr.errors import CheckpointError
+from leansr.layers.reparam import reparameterize_model
+from leansr.registry import _ensure_zoo_loaded, create_model
+
+StateDict = dict[str, Tensor]
+FORMAT_VERSION = 1
+_CONTAINER_KEYS = ("params_ema", "params", "state_dict", "model_state_dict", "net", "model")
+
+
+@dataclass
+class Detection:
+    """What a detector recognised: enough to build the model and load the (renamed) weights."""
+
+    arch: str
+    hparams: dict[str, Any]
+    state_dict: StateDict  # keys renamed to our module layout
+    deployed: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+Detector = Callable[[StateDict], "Detection | None"]
+_DETECTORS: dict[str, Detector] = {}
+
+
+def register_detector(name: str) -> Callable[[Detector], Detector]:
+    """Decorator: `fn(state_dict) -> Detection | None`, judging by key names and shapes only."""
+
+    def decorate(fn: Detector) -> Detector:
+        if name in _DETECTORS:
+            raise ValueError(f"detector {name!r} is already registered")
+        _DETECTORS[name] = fn
+        return fn
+
+    return decorate
+
+
+def read_state_dict(path: str | os.PathLike) -> tuple[StateDict, dict[str, Any] | None]:
+    """Tensors of a checkpoint file and our metadata (None for foreign files)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist or is not a file")
+    if _is_safetensors(path):
+        return _read_safetensors(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported pickled object"
+        raise CheckpointError(
+            f"refusing {path}: it needs pickled code to load, which is never executed ({first})"
+        ) from None
+    except Exception as exc:  # truncated zip, not a torch file, ...
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
+    return _unwrap(obj, path), None
+
+
+def detect(state_dict: StateDict) -> Detection:
+    """The single architecture whose detector recognises these keys and shapes."""
+    _ensure_zoo_loaded()
+    state_dict = _strip_prefix(state_dict, "module.")
+    found = [d for d in (fn(state_dict) for fn in _DETECTORS.values()) if d is not None]
+    if len(found) == 1:
+        return found[0]
+    sample = ", ".join(list(state_dict)[:4])
+    if not found:
+        raise CheckpointError(
+            f"unrecognised checkpoint layout ({len(state_dict)} tensors, keys like {sample}); "
+            f"known layouts: {', '.join(sorted(_DETECTORS))}"
+        )
+    raise CheckpointError(f"ambiguous checkpoint layout: matches {', '.join(d.arch for d in found)}")
+
+
+def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:
+    """Build the model a checkpoint describes (file name ignored) and load its weights; eval mode."""
+    state_dict, meta = read_state_dict(path)
+    if meta is not None:
+        detection = Detection(meta["arch"], dict(meta["hparams"]), state_dict, bool(meta.get("deployed")))
+    else:
+        detection = detect(state_dict)
+    model = build_from_detection(detection, source=str(path))
+    return model.to(device).eval()
+
+
+def build_from_detection(detection: Detection, *, source: str = "checkpoint") -> nn.Module:
+    model = create_model(detection.arch, **detection.hparams)
+    if detection.deployed:
+        model = reparameterize_model(model, inplace=True)
+    try:
+        model.load_state_dict(detection.state_dict, strict=True)
+    except RuntimeError as exc:
+        detail = str(exc).replace("\n", " ")[:300]
+        raise CheckpointError(f"{source} does not fit {detection.arch}: {detail}") from None
+    return model
+
+
+def checkpoint_metadata(model: nn.Module) -> dict[str, Any]:
+    if not hasattr(model, "arch") or not hasattr(model, "hparams"):
+        raise CheckpointError("only models built by leansr.create_model or load_model can be saved")
+    return {
+        "format_version": FORMAT_VERSION,
+        "arch": model.arch,
+        "hparams": model.hparams,
+        "scale": int(getattr(model, "scale", 0)),
+        "img_range": float(getattr(model, "img_range", 1.0)),
+        "in_channels": int(getattr(model, "in_channels", 3)),
+        "deployed": bool(getattr(model, "deployed", False)),
+    }
+
+
+def save_checkpoint(
+    model: nn.Module, path: str | os.PathLike, *, extra: Mapping[str, Any] | None = None
+) -> Path:
+    """Write safetensors + JSON metadata atomically (temp file, then rename)."""
+    from safetensors.torch import save_file
+
+    meta = checkpoint_metadata(model)
+    if extra:
+        meta["extra"] = dict(extra)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"leansr": json.dumps(meta)})
+    return path
+
+
+class atomic_path:
+    """Context manager yielding a temp path beside `path`; renamed onto `path` only on success."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def __enter__(self) -> Path:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def _is_safetensors(path: Path) -> bool:
+    if path.suffix == ".safetensors":
+        return True
+    with open(path, "rb") as f:
+        head = f.read(9)
+    # safetensors: 8-byte little-endian header size, then a JSON object.
+    return len(head) == 9 and head[8:9] == b"{"
+
+
+def _read_safetensors(path: Path) -> tuple[StateDict, dict[str, Any] | None]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            raw = (f.metadata() or {}).get("leansr")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:
+        raise CheckpointError(f"cannot read safetensors file {path}: {exc}") from None
+    meta = json.loads(raw) if raw else None
+    if meta is not None and not {"arch", "hparams"} <= meta.keys():
+        raise CheckpointError(f"{path} has leansr metadata without arch and hparams")
+    return tensors, meta
+
+
+def _unwrap(obj: Any, path: Path) -> StateDict:
+    while isinstance(obj, Mapping) and not _is_tensor_dict(obj):
+        inner = next((obj[k] for k in _CONTAINER_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if inner is None:
+            break
+        obj = inner
+    if not isinstance(obj, Mapping) or not _is_tensor_dict(obj):
+        raise CheckpointError(f"{path} holds no state dict of tensors")
+    return {k: v for k, v in obj.items() if isinstance(v, Tensor)}
+
+
+def _is_tensor_dict(obj: Mapping) -> bool:
+    return len(obj) > 0 and all(isinstance(k, str) for k in obj) and any(
+        isinstance(v, Tensor) for v in obj.values()
+    )
+
+
+def _strip_prefix(state_dict: StateDict, prefix: str) -> StateDict:
+    if state_dict and all(k.startswith(prefix) for k in state_dict):
+        return {k[len(prefix):]: v for k, v in state_dict.items()}
+    return state_dict

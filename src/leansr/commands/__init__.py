@@ -1,0 +1,1 @@
+"""Sub-commands of the `leansr` CLI, one module each."""

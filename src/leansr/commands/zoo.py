@@ -1,0 +1,46 @@
+"""`leansr list` and `leansr convert`: what the zoo holds, and official checkpoints to our format."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from leansr.checkpoint import load_model, save_checkpoint
+from leansr.errors import LeansrError
+from leansr.registry import get_model_info, list_models
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list", help="registered models, their scales and the official checkpoints they load")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style name filter (default: all)")
+    p.set_defaults(func=run_list)
+
+    p = sub.add_parser("convert", help="convert a checkpoint (official .pth or ours) to leansr safetensors")
+    p.add_argument("input", type=Path)
+    p.add_argument("output", type=Path)
+    p.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
+    p.set_defaults(func=run_convert)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    names = list_models(args.pattern)
+    if not names:
+        raise LeansrError(f"no registered model matches {args.pattern!r}")
+    width = max(len(n) for n in names)
+    print(f"{'model':<{width}}  scales   official checkpoints")
+    for name in names:
+        info = get_model_info(name)
+        scales = ",".join(str(s) for s in info.scales)
+        print(f"{name:<{width}}  {scales:<7}  {', '.join(info.checkpoints) or '-'}")
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    if args.output.exists() and not args.force:
+        raise LeansrError(f"{args.output} exists; pass --force to overwrite it")
+    if args.output.resolve() == args.input.resolve():
+        raise LeansrError("output must differ from input")
+    model = load_model(args.input)
+    save_checkpoint(model, args.output)
+    print(f"wrote {args.output} ({model.arch}, x{model.scale}, deployed={model.deployed})")
+    return 0
