@@ -1,3 +1,1 @@
 """The model zoo. Each family registers its models and checkpoint detectors on import (explicit list)."""
-
-from leansr.models import bicubic  # noqa: F401
