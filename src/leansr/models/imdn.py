@@ -1,0 +1,176 @@
+"""IMDN (Hui et al., ACM MM 2019) and its AIM 2019 variant (the NTIRE 2022 efficient-SR baseline).
+
+`DistillationSR` is the trunk IMDN shares with RFDN (and ACB-based IMDN variants): a 3x3 head, a chain of
+distillation blocks whose outputs are concatenated and fused by a 1x1 convolution, a 3x3 convolution with a
+long skip, and a pixel-shuffle upsampler. Module names follow the official code (`fea_conv`, `c`, `LR_conv`,
+`upsampler`, `c1`..`c5`, `cca`) so official checkpoints load with little renaming.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from leansr.checkpoint import Detection, StateDict, register_detector
+from leansr.layers.attention import ContrastChannelAttention
+from leansr.layers.upsample import PixelShuffleUpsampler, pixel_shuffle_scale
+from leansr.models._layout import layout_keys, numbered, renamed
+from leansr.models.base import SRModel
+from leansr.registry import register_model
+
+Conv3x3Factory = Callable[[int, int], nn.Module]
+BlockFactory = Callable[[int], nn.Module]
+LEAKY_SLOPE = 0.05  # the official IMDN/RFDN LeakyReLU slope
+
+
+def plain_conv3x3(in_channels: int, out_channels: int) -> nn.Module:
+    return nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+
+class IMDB(nn.Module):
+    """Information multi-distillation block: three 3x3 stages each split off a quarter of the channels.
+
+    `conv3x3` builds c1..c4 (swap in e.g. an asymmetric block); `channel_attention=False` gives the
+    AIM 2019 form, which fuses the distilled features without the CCA gate.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        conv3x3: Conv3x3Factory = plain_conv3x3,
+        channel_attention: bool = True,
+        distillation_rate: float = 0.25,
+    ) -> None:
+        super().__init__()
+        self.distilled = int(channels * distillation_rate)
+        self.remaining = channels - self.distilled
+        self.c1 = conv3x3(channels, channels)
+        self.c2 = conv3x3(self.remaining, channels)
+        self.c3 = conv3x3(self.remaining, channels)
+        self.c4 = conv3x3(self.remaining, self.distilled)
+        self.act = nn.LeakyReLU(LEAKY_SLOPE)
+        self.c5 = nn.Conv2d(self.distilled * 4, channels, 1)
+        self.cca = ContrastChannelAttention(self.distilled * 4) if channel_attention else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        split = (self.distilled, self.remaining)
+        d1, r1 = torch.split(self.act(self.c1(x)), split, dim=1)
+        d2, r2 = torch.split(self.act(self.c2(r1)), split, dim=1)
+        d3, r3 = torch.split(self.act(self.c3(r2)), split, dim=1)
+        d4 = self.c4(r3)
+        return self.c5(self.cca(torch.cat([d1, d2, d3, d4], dim=1))) + x
+
+
+class DistillationSR(SRModel):
+    """Head, distillation blocks with concatenated outputs, 1x1 fusion, 3x3 + long skip, pixel shuffle."""
+
+    def __init__(
+        self, *, scale: int, img_range: float, channels: int, num_blocks: int, make_block: BlockFactory
+    ) -> None:
+        super().__init__(scale=scale, img_range=img_range, in_channels=3)
+        self.fea_conv = nn.Conv2d(3, channels, 3, padding=1)
+        self.blocks = nn.ModuleList(make_block(channels) for _ in range(num_blocks))
+        self.c = nn.Sequential(nn.Conv2d(channels * num_blocks, channels, 1), nn.LeakyReLU(LEAKY_SLOPE))
+        self.LR_conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.upsampler = PixelShuffleUpsampler(channels, 3, scale)
+
+    def forward_sr(self, x: Tensor) -> Tensor:
+        features = self.fea_conv(x)
+        outputs = []
+        h = features
+        for block in self.blocks:
+            h = block(h)
+            outputs.append(h)
+        fused = self.c(torch.cat(outputs, dim=1))
+        return self.upsampler(self.LR_conv(fused) + features)
+
+
+@register_model(
+    "imdn",
+    scales=(2, 3, 4),
+    checkpoints=("IMDN_x2.pth", "IMDN_x3.pth", "IMDN_x4.pth"),
+    summary="IMDN (ACM MM 2019): information multi-distillation blocks with contrast-aware attention",
+)
+class IMDN(DistillationSR):
+    def __init__(
+        self, *, scale: int = 4, channels: int = 64, num_blocks: int = 6, img_range: float = 1.0
+    ) -> None:
+        super().__init__(
+            scale=scale, img_range=img_range, channels=channels, num_blocks=num_blocks, make_block=IMDB
+        )
+
+
+@register_model(
+    "imdn_aim2019",
+    scales=(2, 3, 4),
+    checkpoints=("imdn_baseline.pth",),
+    summary="IMDN as in AIM 2019 / the NTIRE 2022 baseline: 8 IMDBs without CCA, one long skip",
+)
+class IMDNAIM2019(SRModel):
+    def __init__(
+        self, *, scale: int = 4, channels: int = 64, num_blocks: int = 8, img_range: float = 1.0
+    ) -> None:
+        super().__init__(scale=scale, img_range=img_range, in_channels=3)
+        self.fea_conv = nn.Conv2d(3, channels, 3, padding=1)
+        self.blocks = nn.Sequential(*(IMDB(channels, channel_attention=False) for _ in range(num_blocks)))
+        self.LR_conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.upsampler = PixelShuffleUpsampler(channels, 3, scale)
+
+    def forward_sr(self, x: Tensor) -> Tensor:
+        features = self.fea_conv(x)
+        return self.upsampler(self.LR_conv(self.blocks(features)) + features)
+
+
+@register_detector("imdn")
+def detect_imdn(state_dict: StateDict) -> Detection | None:
+    """Zheng222/IMDN: `fea_conv`, `IMDB1..N` with `cca.conv_du`, `c.0`, `LR_conv`, `upsampler.0`."""
+    if not {"IMDB1.cca.conv_du.0.weight", "fea_conv.weight", "upsampler.0.weight"} <= state_dict.keys():
+        return None
+    blocks = numbered(state_dict, r"IMDB(\d+)\.c1\.weight")
+    scale = pixel_shuffle_scale(state_dict["upsampler.0.weight"].shape[0])
+    if not blocks or scale is None:  # gaps in the numbering fail the exact key check below
+        return None
+    hparams = {
+        "scale": scale,
+        "channels": state_dict["fea_conv.weight"].shape[0],
+        "num_blocks": len(blocks),
+        "img_range": 1.0,
+    }
+    ours = renamed(state_dict, [(r"^IMDB(\d+)\.", lambda m: f"blocks.{int(m.group(1)) - 1}.")])
+    if set(ours) != layout_keys("imdn", **hparams):
+        return None
+    return Detection("imdn", hparams, ours)
+
+
+@register_detector("imdn_aim2019")
+def detect_imdn_aim2019(state_dict: StateDict) -> Detection | None:
+    """KAIR/NTIRE2022_ESR IMDN: `model.0` head, `model.1.sub.{i}` IMDBlocks + conv, `model.2` upsampler."""
+    if not {"model.1.sub.0.conv1x1.weight", "model.0.weight", "model.2.weight"} <= state_dict.keys():
+        return None
+    num_blocks = len(numbered(state_dict, r"model\.1\.sub\.(\d+)\.conv1x1\.weight"))
+    scale = pixel_shuffle_scale(state_dict["model.2.weight"].shape[0])
+    if scale is None:
+        return None
+    hparams = {
+        "scale": scale,
+        "channels": state_dict["model.0.weight"].shape[0],
+        "num_blocks": num_blocks,
+        "img_range": 1.0,
+    }
+    ours = renamed(
+        state_dict,
+        [
+            (r"^model\.0\.", "fea_conv."),
+            (rf"^model\.1\.sub\.{num_blocks}\.", "LR_conv."),
+            (r"^model\.1\.sub\.(\d+)\.conv([123])\.0\.", r"blocks.\1.c\2."),
+            (r"^model\.1\.sub\.(\d+)\.conv4\.", r"blocks.\1.c4."),
+            (r"^model\.1\.sub\.(\d+)\.conv1x1\.", r"blocks.\1.c5."),
+            (r"^model\.2\.", "upsampler.0."),
+        ],
+    )
+    if set(ours) != layout_keys("imdn_aim2019", **hparams):
+        return None
+    return Detection("imdn_aim2019", hparams, ours)
