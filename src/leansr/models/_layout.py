@@ -47,3 +47,12 @@ def renamed(state_dict: dict[str, Any], rules: list[tuple[str, Replacement]]) ->
                 break
         out[key] = value
     return out
+
+
+def shapes_match(constructor: Callable[..., torch.nn.Module], hparams: dict[str, Any], state_dict: dict) -> bool:
+    """Whether `constructor(**hparams)` (built on the meta device) holds exactly these keys and shapes."""
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        expected = constructor(**hparams).state_dict()
+    return expected.keys() == state_dict.keys() and all(
+        expected[key].shape == state_dict[key].shape for key in expected
+    )

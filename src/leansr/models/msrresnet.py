@@ -5,13 +5,12 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from leansr.checkpoint import Detection, StateDict, register_detector
 from leansr.layers.residual_block_nobn import ResidualBlockNoBN
-from leansr.models._layout import renamed
+from leansr.models._layout import renamed, shapes_match
 from leansr.models.base import SRModel
 from leansr.registry import register_model
 
@@ -75,11 +74,7 @@ def detect_msrresnet(state_dict: StateDict) -> Detection | None:
     hparams = {
         "scale": scale, "img_range": 1.0, "channels": channels, "num_blocks": _count_blocks(state_dict)
     }
-    with torch.device("meta"):  # shapes only: no memory, no initialisation
-        expected = MSRResNet(**hparams).state_dict()
-    if expected.keys() != state_dict.keys():
-        return None
-    if any(expected[key].shape != state_dict[key].shape for key in expected):
+    if not shapes_match(MSRResNet, hparams, state_dict):
         return None
     return Detection("msrresnet", hparams, state_dict, notes=notes)
 

@@ -6,15 +6,13 @@ All official weights expect inputs on 0-255 (the official test multiplies the 0-
 from __future__ import annotations
 
 import inspect
-import math
 
-import torch
 from torch import Tensor, nn
 
 from leansr.checkpoint import Detection, StateDict, register_detector
 from leansr.layers.rlfb import RLFB
-from leansr.layers.upsample import PixelShuffleUpsampler
-from leansr.models._layout import renamed
+from leansr.layers.upsample import PixelShuffleUpsampler, pixel_shuffle_scale
+from leansr.models._layout import renamed, shapes_match
 from leansr.models.base import SRModel
 from leansr.registry import register_model
 
@@ -119,8 +117,8 @@ def detect_rlfn(state_dict: StateDict) -> Detection | None:
     required = ("conv_1.weight", "block_1.c1_r.weight", "block_1.esa.conv1.weight", "upsampler.0.weight")
     if not all(key in state_dict for key in required):
         return None
-    scale = _pixel_shuffle_scale(state_dict["upsampler.0.weight"].shape[0])
-    if scale is None:
+    scale = pixel_shuffle_scale(state_dict["upsampler.0.weight"].shape[0])
+    if scale is None or scale < 2:
         return None
     hparams = {
         "scale": scale,
@@ -130,17 +128,10 @@ def detect_rlfn(state_dict: StateDict) -> Detection | None:
         "num_blocks": _count_blocks(state_dict),
         "esa_channels": state_dict["block_1.esa.conv1.weight"].shape[0],
     }
-    with torch.device("meta"):  # shapes only: no memory, no initialisation
-        model = RLFN(**hparams)
-    if not _shapes_match(model, state_dict):
+    if not shapes_match(RLFN, hparams, state_dict):
         return None
     return Detection(_preset_name(hparams), hparams, state_dict, notes=notes)
 
-
-
-def _pixel_shuffle_scale(out_channels: int) -> int | None:
-    scale = math.isqrt(out_channels // _COLOR_CHANNELS)
-    return scale if scale >= 2 and _COLOR_CHANNELS * scale * scale == out_channels else None
 
 
 def _count_blocks(state_dict: StateDict) -> int:
@@ -148,13 +139,6 @@ def _count_blocks(state_dict: StateDict) -> int:
     while f"block_{count + 1}.c1_r.weight" in state_dict:
         count += 1
     return count
-
-
-def _shapes_match(model: nn.Module, state_dict: StateDict) -> bool:
-    expected = model.state_dict()
-    return expected.keys() == state_dict.keys() and all(
-        expected[key].shape == state_dict[key].shape for key in expected
-    )
 
 
 def _preset_name(hparams: dict[str, int | float]) -> str:
