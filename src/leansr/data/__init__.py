@@ -1,0 +1,1 @@
+"""Image files, MATLAB-style resizing and the benchmark degradation."""

@@ -1,0 +1,139 @@
+"""Benchmark evaluation of an SR model on a folder of HR images, by the published protocol.
+
+HR is quantised to 8 bits (gray replicated to RGB, as the reference LR files are) and cropped to a multiple
+of the scale; LR is the MATLAB-bicubic shrink of it (or a paired LR file of the same name); SR is clamped to
+[0, 1] and rounded to 8 bits; PSNR/SSIM are taken on Y (and PSNR on RGB) with `border = scale`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from leansr.data.image_io import read_image
+from leansr.data.imresize import bicubic_degrade, imresize, mod_crop, quantize_uint8
+from leansr.errors import LeansrError
+from leansr.inference import upscale_tensor
+from leansr.metrics.psnr_ssim import Y_CONVENTIONS, YConvention, psnr, ssim
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+# MATLAB rgb2ycbcr for RGB on 0-1, giving YCbCr on 0-255 (offsets 16/128/128); rows Y, Cb, Cr.
+_YCBCR = torch.tensor([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]],
+                      dtype=torch.float64)
+_YCBCR_OFFSET = torch.tensor([16.0, 128.0, 128.0], dtype=torch.float64)
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files directly inside `folder`, sorted by name; LeansrError if none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise LeansrError(f"image folder {folder} does not exist or is not a folder")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise LeansrError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
+    return files
+
+
+def evaluate_model(
+    model: nn.Module,
+    hr_dir: str | os.PathLike,
+    *,
+    scale: int,
+    lr_dir: str | os.PathLike | None = None,
+    y_convention: YConvention = "rounded",
+    device: str | torch.device | None = None,
+) -> dict[str, Any]:
+    """Mean and per-image metrics on one folder: {"psnr_y", "ssim_y", "psnr_rgb", "per_image": {name: ...}}.
+
+    `device=None` runs where the model already is. The model's train/eval mode is restored afterwards.
+    """
+    if y_convention not in Y_CONVENTIONS:
+        raise LeansrError(f"unknown Y convention {y_convention!r}; use one of {', '.join(Y_CONVENTIONS)}")
+    model_scale = getattr(model, "scale", scale)
+    if model_scale != scale:
+        raise LeansrError(f"the model upscales x{model_scale}, not x{scale}")
+    files = list_images(hr_dir)
+    if device is not None:
+        model.to(device)
+    was_training = model.training
+    model.eval()
+    per_image: dict[str, dict[str, float]] = {}
+    rgb_psnrs: list[float] = []
+    try:
+        for hr_file in files:
+            hr, lr = _load_pair(hr_file, scale, lr_dir)
+            sr = run_model_uint8(model, lr)
+            if sr.shape != hr.shape:
+                raise LeansrError(f"the model made {sr.shape[:2]} from {hr_file.name}, expected {hr.shape[:2]}")
+            kw = {"border": scale, "y_convention": y_convention}
+            per_image[hr_file.name] = {"psnr_y": psnr(sr, hr, **kw), "ssim_y": ssim(sr, hr, **kw)}
+            rgb_psnrs.append(psnr(sr, hr, border=scale, channels="rgb"))
+    finally:
+        model.train(was_training)
+    return {
+        "psnr_y": _mean(v["psnr_y"] for v in per_image.values()),
+        "ssim_y": _mean(v["ssim_y"] for v in per_image.values()),
+        "psnr_rgb": _mean(rgb_psnrs),
+        "per_image": per_image,
+    }
+
+
+def run_model_uint8(model: nn.Module, lr: np.ndarray) -> np.ndarray:
+    """SR of an HxWx3 uint8 image, clamped and rounded to uint8 (Y-only models: bicubic CbCr)."""
+    x = torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255.0
+    if getattr(model, "in_channels", 3) == 1:
+        ycbcr = _rgb_to_ycbcr(x)
+        y = _super_resolve(model, ycbcr[:, :1])
+        cbcr = imresize(ycbcr[:, 1:], float(model.scale))
+        sr = _ycbcr_to_rgb(torch.cat([y, cbcr], dim=1))
+    else:
+        sr = _super_resolve(model, x)
+    sr = sr[0].clamp(0, 1).permute(1, 2, 0).double().cpu().numpy()
+    return quantize_uint8(sr * 255.0)
+
+
+def _super_resolve(model: nn.Module, x: Tensor) -> Tensor:
+    # The one place the network runs: the whole image at once (tile=0), as the published numbers were made.
+    return upscale_tensor(model, x, tile=0)
+
+
+def _load_pair(hr_file: Path, scale: int, lr_dir: str | os.PathLike | None) -> tuple[np.ndarray, np.ndarray]:
+    hr = _rgb_uint8(hr_file)
+    if lr_dir is None:
+        hr = mod_crop(hr, scale)
+        return hr, bicubic_degrade(hr, scale)
+    lr_file = Path(lr_dir) / hr_file.name
+    if not lr_file.is_file():
+        raise LeansrError(f"no paired LR image {lr_file} for {hr_file}")
+    lr = _rgb_uint8(lr_file)
+    h, w = lr.shape[0] * scale, lr.shape[1] * scale
+    if h > hr.shape[0] or w > hr.shape[1] or hr.shape[0] - h >= scale or hr.shape[1] - w >= scale:
+        raise LeansrError(f"LR {lr_file} ({lr.shape[1]}x{lr.shape[0]}) does not match HR {hr_file} at x{scale}")
+    return hr[:h, :w], lr
+
+
+def _rgb_uint8(path: Path) -> np.ndarray:
+    pixels = read_image(path).pixels  # alpha is not part of the benchmark
+    if pixels.shape[2] == 1:
+        pixels = np.repeat(pixels, 3, axis=2)
+    return quantize_uint8(pixels.astype(np.float64) * 255.0)
+
+
+def _rgb_to_ycbcr(x: Tensor) -> Tensor:
+    """RGB on 0-1 to YCbCr on 0-1 (the 0-255 BT.601 values / 255)."""
+    m = _YCBCR.to(x)
+    return (torch.einsum("ij,njhw->nihw", m, x) + _YCBCR_OFFSET.to(x)[:, None, None]) / 255.0
+
+
+def _ycbcr_to_rgb(x: Tensor) -> Tensor:
+    inverse = torch.linalg.inv(_YCBCR).to(x)
+    return torch.einsum("ij,njhw->nihw", inverse, x * 255.0 - _YCBCR_OFFSET.to(x)[:, None, None])
+
+
+def _mean(values: Iterable[float]) -> float:
+    return float(np.mean(list(values)))
