@@ -83,3 +83,13 @@ def test_safetensors_without_our_metadata_goes_through_detection(tmp_path):
     save_file({"x.weight": torch.zeros(1)}, str(path))
     with pytest.raises(CheckpointError, match="unrecognised"):
         load_model(path)
+
+
+def test_atomic_path_gives_umask_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "f.bin") as tmp:
+            tmp.write_bytes(b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o644

@@ -33,7 +33,7 @@ LRELU_SLOPE = 0.1
 def lrelu(x: Tensor) -> Tensor:
     """LeakyReLU(0.1), functional: the official FMEN applies a module-level `act` that is no submodule, so the
     challenge script (hooks on the model's modules) counts no FLOPs for it, e.g. FMEN-S's published 22.28 G."""
-    return F.leaky_relu(x, LRELU_SLOPE)
+    return F.leaky_relu(x, LRELU_SLOPE, inplace=True)  # callers pass fresh conv/add outputs
 
 
 def unpadded_conv_params(conv: nn.Conv2d) -> ConvParams:
