@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from conftest import shared_path
 
 from leansr import create_model, list_models, load_model, save_checkpoint
+from leansr.color import rgb_to_ycbcr, ycbcr_to_rgb
 from leansr.data.image_io import Image, read_image
 from leansr.data.imresize import bicubic_degrade, imresize
 from leansr.errors import LeansrError
@@ -20,10 +21,8 @@ from leansr.inference import (
     prepare_model,
     resolve_device,
     resolve_model,
-    rgb_to_ycbcr,
     upscale_image,
     upscale_tensor,
-    ycbcr_to_rgb,
 )
 
 GRAY_LEVEL = 1 / 255

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from leansr.checkpoint import atomic_path, load_model
 from leansr.errors import LeansrError
+from leansr.inference import resolve_device
 from leansr.metrics.evaluate import evaluate_model, list_images
 from leansr.metrics.psnr_ssim import Y_CONVENTIONS
 from leansr.registry import create_model
@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     lr_dirs = _check_folders(args.data, args.lr_dir)
-    device = _device(args.device)
+    device = resolve_device(args.device)
     model = _build_model(args)
     scale = int(model.scale)
     results: dict[str, Any] = {"model": model.arch, "scale": scale, "datasets": {}}
@@ -85,15 +85,3 @@ def _build_model(args: argparse.Namespace) -> nn.Module:
     if any(True for _ in model.parameters()):
         raise LeansrError(f"model {args.model!r} has learned parameters; evaluate it with --weights")
     return model
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise LeansrError(f"unknown device {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise LeansrError("--device cuda was given but no CUDA device is available")
-    return device

@@ -13,19 +13,16 @@ from typing import Any, Iterable
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from leansr.data.image_io import read_image
-from leansr.data.imresize import bicubic_degrade, imresize, mod_crop, quantize_uint8
+from leansr.data.imresize import bicubic_degrade, mod_crop, quantize_uint8
 from leansr.errors import LeansrError
-from leansr.inference import upscale_tensor
+from leansr.color import ImageAdapter
+from leansr.inference import model_device, upscale_tensor
 from leansr.metrics.psnr_ssim import Y_CONVENTIONS, YConvention, psnr, ssim
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-# MATLAB rgb2ycbcr for RGB on 0-1, giving YCbCr on 0-255 (offsets 16/128/128); rows Y, Cb, Cr.
-_YCBCR = torch.tensor([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]],
-                      dtype=torch.float64)
-_YCBCR_OFFSET = torch.tensor([16.0, 128.0, 128.0], dtype=torch.float64)
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
@@ -86,20 +83,11 @@ def evaluate_model(
 def run_model_uint8(model: nn.Module, lr: np.ndarray) -> np.ndarray:
     """SR of an HxWx3 uint8 image, clamped and rounded to uint8 (Y-only models: bicubic CbCr)."""
     x = torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255.0
-    if getattr(model, "in_channels", 3) == 1:
-        ycbcr = _rgb_to_ycbcr(x)
-        y = _super_resolve(model, ycbcr[:, :1])
-        cbcr = imresize(ycbcr[:, 1:], float(model.scale))
-        sr = _ycbcr_to_rgb(torch.cat([y, cbcr], dim=1))
-    else:
-        sr = _super_resolve(model, x)
+    adapter = ImageAdapter(model, colour=3, alpha=False, scale=int(model.scale))
+    # The one place the network runs: the whole image at once (tile=0), as the published numbers were made.
+    sr = upscale_tensor(adapter, x, tile=0, device=model_device(model))
     sr = sr[0].clamp(0, 1).permute(1, 2, 0).double().cpu().numpy()
     return quantize_uint8(sr * 255.0)
-
-
-def _super_resolve(model: nn.Module, x: Tensor) -> Tensor:
-    # The one place the network runs: the whole image at once (tile=0), as the published numbers were made.
-    return upscale_tensor(model, x, tile=0)
 
 
 def _load_pair(hr_file: Path, scale: int, lr_dir: str | os.PathLike | None) -> tuple[np.ndarray, np.ndarray]:
@@ -122,17 +110,6 @@ def _rgb_uint8(path: Path) -> np.ndarray:
     if pixels.shape[2] == 1:
         pixels = np.repeat(pixels, 3, axis=2)
     return quantize_uint8(pixels.astype(np.float64) * 255.0)
-
-
-def _rgb_to_ycbcr(x: Tensor) -> Tensor:
-    """RGB on 0-1 to YCbCr on 0-1 (the 0-255 BT.601 values / 255)."""
-    m = _YCBCR.to(x)
-    return (torch.einsum("ij,njhw->nihw", m, x) + _YCBCR_OFFSET.to(x)[:, None, None]) / 255.0
-
-
-def _ycbcr_to_rgb(x: Tensor) -> Tensor:
-    inverse = torch.linalg.inv(_YCBCR).to(x)
-    return torch.einsum("ij,njhw->nihw", inverse, x * 255.0 - _YCBCR_OFFSET.to(x)[:, None, None])
 
 
 def _mean(values: Iterable[float]) -> float:
