@@ -47,7 +47,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    previous = torch.get_num_threads()
     torch.set_num_threads(settings.threads)
+    try:
+        return _run(args, settings)
+    finally:  # callers in the same process (tests, notebooks) keep their own setting
+        torch.set_num_threads(previous)
+
+
+def _run(args: argparse.Namespace, settings: BenchSettings) -> int:
     sources, notes = (_registry_sources(args.models, settings.scale) if args.models
                       else _weight_sources(args.weights, args.scale))
     records = []
