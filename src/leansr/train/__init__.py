@@ -1,0 +1,1 @@
+"""Training: config (YAML + typed overrides), data, the DDP-aware trainer with exact resume, EMA, schedules."""

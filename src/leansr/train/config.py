@@ -1,0 +1,234 @@
+"""Training configuration: dataclasses with commented defaults, YAML files and typed `key=value` overrides.
+
+A value given on the command line is parsed by the type of the field it sets (never evaluated), so
+`optim.lr=oops` or `data.patchsize=48` fails with one sentence naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from leansr.errors import LeansrError
+
+
+@dataclass
+class ModelConfig:
+    name: str = "ecbsr_m4c16"  # a registered model (`leansr list`)
+    scale: int = 4
+    args: dict[str, Any] = field(default_factory=dict)  # extra constructor arguments, typed by its signature
+    # Re-parameterizable models train in their branched form; true trains the fused (plain) form directly,
+    # several times faster on CPU at some cost in accuracy. The exported model is the same either way.
+    train_fused: bool = False
+
+
+@dataclass
+class DataConfig:
+    train: list[str] = field(default_factory=list)  # HR folders (recursive); DIV2K / `data prepare` LR used if found
+    val: list[str] = field(default_factory=list)  # HR folders scored with `evaluate_model` (e.g. Set5)
+    patch_size: int = 64  # LR patch side; the HR patch is patch_size * scale
+    batch_size: int = 16  # total over all processes; each DDP rank takes batch_size / world_size
+    workers: int = 2  # DataLoader worker processes (0 = load in the main process)
+    flip: bool = True  # random horizontal and vertical flips
+    rot90: bool = True  # random 90-degree rotations (transpose)
+    use_prepared_lr: bool = True  # use paired LR folders when found; False = always bicubic on the fly
+    cache: bool = False  # keep decoded images in RAM (one copy per loading process; best with workers=0)
+
+
+@dataclass
+class StageConfig:
+    loss: str = "l1"  # l1 | l2
+    iters: int = 0  # optimizer steps in this stage (0 = skip the stage)
+    lr: float = 5e-4  # Adam learning rate after warm-up
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.0
+    schedule: str = "multistep"  # multistep | cosine | constant
+    warmup_iters: int = 0  # linear warm-up from 0 to lr
+    milestones: list[int] = field(default_factory=list)  # multistep: iterations (within the stage) to decay at
+    gamma: float = 0.5  # multistep decay factor
+    min_lr: float = 1e-7  # cosine floor
+    grad_clip: float = 0.0  # max global grad norm (0 = off)
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    # L1 from scratch, then an optional L2 fine-tune with a fresh optimizer (the AIM 2020 / NTIRE 2022 recipes).
+    stage1: StageConfig = field(default_factory=lambda: StageConfig(loss="l1", iters=1000))
+    stage2: StageConfig = field(default_factory=lambda: StageConfig(loss="l2", iters=0, lr=2e-5))
+    ema_decay: float = 0.999  # EMA of weights (0 = off); validation and export use the EMA weights
+    amp: str = "none"  # none | bf16 | fp16 (autocast on GPU; fp16 adds a GradScaler)
+    device: str = "auto"  # auto | cpu | cuda
+    seed: int = 0
+    log_every: int = 50  # iterations between JSON log lines
+    val_every: int = 1000  # iterations between validations (0 = only at the end)
+    checkpoint_every: int = 1000  # iterations between training checkpoints
+    keep_checkpoints: int = 2  # most recent training checkpoints kept (best.pt is kept besides)
+    threads: int = 0  # torch CPU threads (0 = leave torch's default)
+    output: str = "runs/{model}_x{scale}"  # run folder; {model} and {scale} are filled in
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """Defaults, then the YAML file (if any), then `key=value` overrides, checked against the field types."""
+    config = TrainConfig()
+    if path is not None:
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise LeansrError(f"cannot read config {path}: {exc}") from None
+        if not isinstance(raw, dict):
+            raise LeansrError(f"config {path} must be a mapping of sections")
+        _merge(config, raw, prefix="")
+    for item in overrides:
+        apply_override(config, item)
+    validate(config)
+    return config
+
+
+def apply_override(config: TrainConfig, item: str) -> None:
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise LeansrError(f"override {item!r} is not KEY=VALUE (e.g. stage1.lr=1e-3)")
+    *parents, leaf = key.strip().split(".")
+    target: Any = config
+    for i, part in enumerate(parents):
+        if isinstance(target, dict):  # model.args.<name>: below a free-form mapping
+            raise LeansrError(f"unknown config key {key!r}")
+        if not dataclasses.is_dataclass(target) or part not in _field_types(target):
+            raise LeansrError(f"unknown config key {'.'.join(parents[: i + 1])!r}")
+        target = getattr(target, part)
+    if isinstance(target, dict):
+        if parents != ["model", "args"]:
+            raise LeansrError(f"unknown config key {key!r}")
+        target[leaf] = _parse_model_arg(config.model.name, leaf, text)
+        return
+    types = _field_types(target)
+    if leaf not in types:
+        raise LeansrError(f"unknown config key {key!r}; valid keys here: {', '.join(types)}")
+    setattr(target, leaf, parse_value(text, types[leaf], key))
+
+
+def parse_value(text: str, tp: Any, key: str) -> Any:
+    """Parse command-line text as type `tp` (int, float, bool, str, list[...], dict)."""
+    text = text.strip()
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (item_type,) = typing.get_args(tp)
+        body = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+        return [parse_value(t, item_type, key) for t in body.split(",") if t.strip()]
+    if tp is bool:
+        lowered = text.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise LeansrError(f"{key} expects true or false, got {text!r}")
+    if tp is int or tp is float:
+        try:
+            return tp(text)
+        except ValueError:
+            raise LeansrError(f"{key} expects {tp.__name__}, got {text!r}") from None
+    if tp is str or tp is Any:
+        return text
+    raise LeansrError(f"{key} cannot be set from the command line")
+
+
+def validate(config: TrainConfig) -> None:
+    from leansr.registry import get_model_info
+
+    info = get_model_info(config.model.name)
+    if info.scales and config.model.scale not in info.scales:
+        raise LeansrError(f"model {config.model.name} supports scales {list(info.scales)}, not {config.model.scale}")
+    for name in ("stage1", "stage2"):
+        stage: StageConfig = getattr(config, name)
+        if stage.loss not in ("l1", "l2"):
+            raise LeansrError(f"{name}.loss must be l1 or l2, not {stage.loss!r}")
+        if stage.schedule not in ("multistep", "cosine", "constant"):
+            raise LeansrError(f"{name}.schedule must be multistep, cosine or constant, not {stage.schedule!r}")
+        if stage.iters < 0 or stage.warmup_iters < 0 or stage.lr <= 0:
+            raise LeansrError(f"{name}: iters and warmup_iters must be >= 0 and lr > 0")
+    if config.stage1.iters + config.stage2.iters == 0:
+        raise LeansrError("nothing to train: stage1.iters and stage2.iters are both 0")
+    if config.amp not in ("none", "bf16", "fp16"):
+        raise LeansrError(f"amp must be none, bf16 or fp16, not {config.amp!r}")
+    if config.device not in ("auto", "cpu", "cuda"):
+        raise LeansrError(f"device must be auto, cpu or cuda, not {config.device!r}")
+    if config.data.patch_size < 4 or config.data.batch_size < 1:
+        raise LeansrError("data.patch_size must be >= 4 and data.batch_size >= 1")
+    if not 0.0 <= config.ema_decay < 1.0:
+        raise LeansrError("ema_decay must be in [0, 1)")
+
+
+def to_dict(config: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def save_config(config: TrainConfig, path: Path) -> None:
+    from leansr.checkpoint import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def _merge(target: Any, raw: dict[str, Any], prefix: str) -> None:
+    types = _field_types(target)
+    for key, value in raw.items():
+        where = f"{prefix}{key}"
+        if key not in types:
+            raise LeansrError(f"unknown config key {where!r}; valid keys here: {', '.join(types)}")
+        current = getattr(target, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise LeansrError(f"config key {where!r} must be a mapping")
+            _merge(current, value, prefix=f"{where}.")
+        else:
+            setattr(target, key, _check_yaml_value(value, types[key], where))
+
+
+def _check_yaml_value(value: Any, tp: Any, key: str) -> Any:
+    """YAML already typed the value; accept it if it fits the field (ints are fine for floats)."""
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (item_type,) = typing.get_args(tp)
+        items = value if isinstance(value, list) else [value]
+        return [_check_yaml_value(v, item_type, key) for v in items]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise LeansrError(f"{key} expects a mapping")
+        return dict(value)
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    if tp is Any or (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
+        return value
+    raise LeansrError(f"{key} expects {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+def _parse_model_arg(model_name: str, name: str, text: str) -> Any:
+    """Model arguments are typed by the model constructor's own annotations."""
+    from leansr.registry import get_model_info
+
+    constructor = get_model_info(model_name).constructor
+    target = constructor.__init__ if inspect.isclass(constructor) else constructor
+    hints = typing.get_type_hints(target)
+    if name not in inspect.signature(constructor).parameters:
+        raise LeansrError(f"model {model_name} has no argument {name!r}")
+    tp = hints.get(name, str)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        tp = next(t for t in typing.get_args(tp) if t is not type(None))
+    if typing.get_origin(tp) is tuple:
+        tp = list[typing.get_args(tp)[0]]
+    return parse_value(text, tp, f"model.args.{name}")
+
+
+def _field_types(obj: Any) -> dict[str, Any]:
+    return typing.get_type_hints(type(obj))

@@ -1,0 +1,33 @@
+"""Learning-rate schedules with linear warm-up, as multiplicative factors of the stage's base lr."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+from leansr.train.config import StageConfig
+
+
+def lr_factor(stage: StageConfig) -> Callable[[int], float]:
+    """factor(step) for step = optimizer steps taken in the stage (0-based)."""
+
+    def factor(step: int) -> float:
+        if step < stage.warmup_iters:
+            return (step + 1) / stage.warmup_iters
+        if stage.schedule == "multistep":
+            return stage.gamma ** sum(1 for m in stage.milestones if step >= m)
+        if stage.schedule == "cosine":
+            span = max(stage.iters - stage.warmup_iters, 1)
+            progress = min((step - stage.warmup_iters) / span, 1.0)
+            floor = min(stage.min_lr / stage.lr, 1.0)
+            return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0
+
+    return factor
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, stage: StageConfig) -> LambdaLR:
+    return LambdaLR(optimizer, lr_factor(stage))

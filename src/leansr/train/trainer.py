@@ -1,0 +1,309 @@
+"""The training loop: stages (L1, then optional L2), Adam, warm-up schedules, EMA, AMP, DDP, exact resume."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import math
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from leansr.checkpoint import save_checkpoint
+from leansr.errors import LeansrError
+from leansr.layers.reparam import is_reparameterized, reparameterize_model
+from leansr.registry import create_model, get_model_info
+from leansr.train import checkpoints
+from leansr.train.config import StageConfig, TrainConfig, save_config, to_dict
+from leansr.train.data import PatchDataset, StreamSampler, collect_samples
+from leansr.train.distributed import DistInfo, barrier, broadcast_flag, cleanup, init_distributed
+from leansr.train.ema import ModelEMA
+from leansr.train.plots import plot_curves, read_log
+from leansr.train.runtime import autocast, install_stop_handlers, pick_device, rgb_to_y
+from leansr.train.schedule import build_scheduler
+
+log = logging.getLogger("leansr.train")
+
+
+def build_model(config: TrainConfig) -> nn.Module:
+    kwargs: dict[str, Any] = dict(config.model.args)
+    if "scale" in inspect.signature(get_model_info(config.model.name).constructor).parameters:
+        kwargs["scale"] = config.model.scale
+    model = create_model(config.model.name, **kwargs)
+    if not config.model.train_fused:
+        return model
+    fused = reparameterize_model(model, inplace=True)
+    fused.arch, fused.hparams = model.arch, model.hparams
+    return fused
+
+
+def resolve_run_dir(config: TrainConfig) -> Path:
+    return Path(config.output.format(model=config.model.name, scale=config.model.scale))
+
+
+class Trainer:
+    """One run in `run_dir`; `resume=True` continues from its newest checkpoint exactly."""
+
+    def __init__(self, config: TrainConfig, run_dir: Path, *, resume: bool = False) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.device = pick_device(config.device)
+        self.dist: DistInfo = init_distributed(self.device.type)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        missing = [folder for folder in config.data.val if not Path(folder).is_dir()]
+        if missing:
+            raise LeansrError(f"validation folder {missing[0]} does not exist")
+        self.model = build_model(config).to(self.device)
+        self.ema = ModelEMA(self.model, config.ema_decay) if config.ema_decay > 0 else None
+        self.net: nn.Module = self.model
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
+        self.stages = [s for s in (config.stage1, config.stage2) if s.iters > 0]
+        self.total_iters = sum(s.iters for s in self.stages)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=config.amp == "fp16" and self.device.type == "cuda")
+        self.iteration = 0
+        self.best_psnr = -math.inf
+        self.elapsed_s = 0.0  # wall time over all sessions of this run
+        self.stage_index = -1
+        self.stop_requested = False
+        self._open_stage(0)
+        state = checkpoints.load_latest(self.run_dir) if resume else None
+        if resume and state is None:
+            raise LeansrError(f"nothing to resume: {self.run_dir} has no checkpoints")
+        if state is not None:
+            self._load_state(state)
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(config, self.run_dir / "config.yaml")
+            if resume:
+                _truncate_log(self.log_path, self.iteration)
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / "log.jsonl"
+
+    # -- stages -------------------------------------------------------------------------------------------
+    def _stage_at(self, iteration: int) -> int:
+        """Index of the stage a global iteration belongs to."""
+        end = 0
+        for index, stage in enumerate(self.stages):
+            end += stage.iters
+            if iteration < end:
+                return index
+        return len(self.stages) - 1
+
+    def _open_stage(self, index: int) -> None:
+        """A fresh Adam and schedule per stage, as the challenge recipes restart for the L2 fine-tune."""
+        stage: StageConfig = self.stages[index]
+        self.stage_index = index
+        self.stage = stage
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=stage.lr, betas=tuple(stage.betas), weight_decay=stage.weight_decay
+        )
+        self.scheduler = build_scheduler(self.optimizer, stage)
+
+    # -- state ---------------------------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        state = {
+            "iteration": self.iteration,
+            "stage_index": self.stage_index,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "best_psnr": self.best_psnr,
+            "elapsed_s": self.elapsed_s,
+            # The data order is a function of (seed, iteration); see leansr.train.data.StreamSampler.
+            "data": {"seed": self.config.seed, "next_batch": self.iteration},
+            "rng": {"torch": torch.get_rng_state()},
+            "config": to_dict(self.config),
+        }
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        if torch.cuda.is_available():
+            state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.iteration = int(state["iteration"])
+        if int(state["stage_index"]) != self.stage_index:
+            self._open_stage(int(state["stage_index"]))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and "ema" in state:
+            self.ema.load_state_dict(state["ema"])
+        self.best_psnr = float(state["best_psnr"])
+        self.elapsed_s = float(state["elapsed_s"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+    def save(self, *, best: bool = False) -> None:
+        if self.dist.is_main:
+            checkpoints.save_training_state(
+                self.run_dir, self._state(), keep=self.config.keep_checkpoints, best=best
+            )
+
+    # -- loop ----------------------------------------------------------------------------------------------
+    def _loader(self) -> DataLoader:
+        cfg = self.config.data
+        samples = collect_samples(cfg.train, self.config.model.scale, use_prepared_lr=cfg.use_prepared_lr)
+        dataset = PatchDataset(samples, scale=self.config.model.scale, patch_size=cfg.patch_size,
+                               flip=cfg.flip, rot90=cfg.rot90, cache=cfg.cache)
+        sampler = StreamSampler(len(samples), cfg.batch_size, seed=self.config.seed, start=self.iteration,
+                                rank=self.dist.rank, world_size=self.dist.world_size)
+        return DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.workers,
+                          pin_memory=self.device.type == "cuda", persistent_workers=False,
+                          prefetch_factor=4 if cfg.workers > 0 else None)
+
+    def train(self, max_steps: int | None = None) -> Path:
+        """Train to the end (or `max_steps` more steps); returns the run folder."""
+        from tqdm import tqdm
+
+        end = self.total_iters if max_steps is None else min(self.total_iters, self.iteration + max_steps)
+        bar = tqdm(total=self.total_iters, initial=self.iteration, disable=not self.dist.is_main,
+                   dynamic_ncols=True, unit="it")
+        previous = install_stop_handlers(self)
+        window: list[tuple[float, float]] = []
+        tick = time.perf_counter()
+        session_start, elapsed_before = tick, self.elapsed_s
+        try:
+            batches = iter(self._loader())
+            while self.iteration < end:
+                loss, psnr = self._step(next(batches))
+                window.append((loss, psnr))
+                self.elapsed_s = elapsed_before + time.perf_counter() - session_start
+                bar.update(1)
+                if self.iteration % self.config.log_every == 0 or self.iteration == end:
+                    now = time.perf_counter()
+                    self._log_train(window, len(window) / (now - tick), bar)
+                    window, tick = [], now
+                if self.config.val_every and self.iteration % self.config.val_every == 0:
+                    self._validate_and_maybe_checkpoint(bar)
+                elif self.iteration % self.config.checkpoint_every == 0:
+                    self.save()
+                if broadcast_flag(self.dist, self.stop_requested):
+                    self.save()
+                    log.warning("stopped at iteration %d; resume with --resume %s", self.iteration, self.run_dir)
+                    return self.run_dir
+            if self.iteration >= self.total_iters:
+                self._finish(bar)
+            else:
+                self.save()
+        finally:
+            bar.close()
+            cleanup(self.dist)
+            for sig, old_handler in previous.items():
+                signal.signal(sig, old_handler)
+        return self.run_dir
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
+        stage_index = self._stage_at(self.iteration)
+        if stage_index != self.stage_index:
+            self._open_stage(stage_index)
+        lr_img, hr_img = (t.to(self.device, non_blocking=True) for t in batch)
+        if self.model.in_channels == 1:
+            lr_img, hr_img = rgb_to_y(lr_img), rgb_to_y(hr_img)
+        self.net.train()
+        with autocast(self.device, self.config.amp):
+            sr = self.net(lr_img)
+        sr = sr.float()
+        loss = F.l1_loss(sr, hr_img) if self.stage.loss == "l1" else F.mse_loss(sr, hr_img)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.stage.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.stage.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.iteration += 1
+        with torch.no_grad():
+            mse = F.mse_loss(sr.detach().clamp(0, 1), hr_img).item()
+        return loss.item(), 10 * math.log10(1.0 / max(mse, 1e-10))
+
+    def _log_train(self, window: list[tuple[float, float]], it_per_s: float, bar: Any) -> None:
+        loss = sum(w[0] for w in window) / len(window)
+        psnr = sum(w[1] for w in window) / len(window)
+        bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{psnr:.2f}", best=f"{self.best_psnr:.2f}", refresh=False)
+        self._write_log({"event": "train", "iter": self.iteration, "stage": self.stage_index + 1,
+                         "loss": loss, "train_psnr": psnr, "lr": self.optimizer.param_groups[0]["lr"],
+                         "it_per_s": it_per_s, "patches_per_s": it_per_s * self.config.data.batch_size,
+                         "elapsed_s": self.elapsed_s})
+
+    def _validate_and_maybe_checkpoint(self, bar: Any) -> None:
+        if not self.config.data.val:
+            self.save()
+            return
+        is_best = False
+        if self.dist.is_main:
+            scores = self.validate()
+            headline = next(iter(scores.values()))
+            is_best = headline > self.best_psnr
+            self.best_psnr = max(self.best_psnr, headline)
+            self._write_log({"event": "val", "iter": self.iteration, "psnr": scores, "elapsed_s": self.elapsed_s})
+            bar.write(f"iter {self.iteration}: " + ", ".join(f"{k} {v:.3f} dB" for k, v in scores.items()))
+            plot_curves(self.log_path, self.run_dir / "curves.png")
+        self.save(best=is_best)
+        barrier(self.dist)
+
+    def validate(self) -> dict[str, float]:
+        """Mean Y-PSNR per validation folder, of the EMA weights when EMA is on (as `leansr evaluate`)."""
+        from leansr.metrics.evaluate import evaluate_model
+
+        model = self.ema.module if self.ema is not None else self.model
+        model.eval()
+        scores = {}
+        for folder in self.config.data.val:
+            result = evaluate_model(model, folder, scale=self.config.model.scale)
+            scores[Path(folder).name] = float(result["psnr_y"])
+        return scores
+
+    def _finish(self, bar: Any) -> None:
+        if self.iteration % max(self.config.val_every, 1) != 0 or not self.config.val_every:
+            self._validate_and_maybe_checkpoint(bar)
+        if self.dist.is_main:
+            self.export()
+            plot_curves(self.log_path, self.run_dir / "curves.png")
+        barrier(self.dist)
+
+    def export(self) -> list[Path]:
+        """`model.safetensors` (training form; EMA weights if on) and `model_fused.safetensors` if it re-parameterizes."""
+        model = (self.ema.module if self.ema is not None else self.model).cpu().eval()
+        extra: dict[str, Any] = {"iterations": self.iteration}
+        if math.isfinite(self.best_psnr):
+            extra["best_val_psnr"] = self.best_psnr
+        written = [save_checkpoint(model, self.run_dir / "model.safetensors", extra=extra)]
+        if not is_reparameterized(model):
+            fused = reparameterize_model(model)
+            written.append(save_checkpoint(fused, self.run_dir / "model_fused.safetensors", extra=extra))
+        model.to(self.device)
+        return written
+
+    def _write_log(self, record: dict[str, Any]) -> None:
+        if self.dist.is_main:
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def _truncate_log(path: Path, iteration: int) -> None:
+    """Drop records a killed session wrote after the checkpoint we resume from."""
+    kept = [r for r in read_log(path) if r["iter"] <= iteration]
+    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
