@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,9 +64,11 @@ def read_state_dict(path: str | os.PathLike) -> tuple[StateDict, dict[str, Any] 
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported pickled object"
+        found = re.search(r"unsupported GLOBAL (\S+)", str(exc))
+        if found is None:
+            raise CheckpointError(f"cannot read checkpoint {path}: not a PyTorch state dict") from None
         raise CheckpointError(
-            f"refusing {path}: it needs pickled code to load, which is never executed ({first})"
+            f"refusing {path}: it needs pickled code ({found.group(1)}) to load, which is never executed"
         ) from None
     except Exception as exc:  # truncated zip, not a torch file, ...
         raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
