@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -31,8 +32,9 @@ class ReducedESA(nn.Module):
         context = F.interpolate(
             self.conv3(pooled), size=x.shape[-2:], mode="bilinear", align_corners=False
         )
-        mask = self.conv4(context + self.conv_f(reduced)).sigmoid()
-        return x * mask
+        # In place where autograd allows it: these are fresh full-size maps, and each copy costs bandwidth.
+        mask = self.conv4(context.add_(self.conv_f(reduced))).sigmoid_()
+        return x * mask if torch.is_grad_enabled() else mask.mul_(x)
 
 
 def _pool_kernel(x: Tensor) -> tuple[int, int]:
