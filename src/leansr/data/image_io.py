@@ -209,14 +209,17 @@ def _check_pixels(image: Image) -> None:
 
 def _quantize(values: np.ndarray, bits: int) -> np.ndarray:
     top = 65535.0 if bits == 16 else 255.0
-    dtype = np.uint16 if bits == 16 else np.uint8
-    # In place on one float copy: a 4000x3000 x4 output is 2 GB per full-size temporary.
-    out = np.nan_to_num(values, copy=True)
-    np.clip(out, 0.0, 1.0, out=out)
-    out *= top
-    out += 0.5
-    np.floor(out, out=out)
-    return out.astype(dtype)
+    out = np.empty(values.shape, np.uint16 if bits == 16 else np.uint8)
+    # Row blocks of ~16 M values: a full-size float temporary of a 16000x12000 output would cost 2.3 GB.
+    step = max(1, (1 << 24) // max(1, values[0].size))
+    for start in range(0, values.shape[0], step):
+        block = np.nan_to_num(values[start:start + step], copy=True)
+        np.clip(block, 0.0, 1.0, out=block)
+        block *= top
+        block += 0.5
+        np.floor(block, out=block)
+        out[start:start + step] = block
+    return out
 
 
 def _write_pillow(
