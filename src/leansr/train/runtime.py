@@ -1,4 +1,4 @@
-"""Process-level helpers of the trainer: device choice, autocast, Y conversion, graceful stop on signals."""
+"""Process-level helpers of the trainer: autocast and a graceful stop on signals."""
 
 from __future__ import annotations
 
@@ -7,21 +7,6 @@ from typing import Any
 
 import torch
 
-from leansr.errors import LeansrError
-
-
-def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
-    """BT.601 luma on 0-1 (MATLAB rgb2ycbcr's Y / 255), for Y-only models."""
-    weights = x.new_tensor([65.481, 128.553, 24.966]).view(1, 3, 1, 1)
-    return (x * weights).sum(1, keepdim=True).add(16.0).div(255.0)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise LeansrError("device=cuda but no CUDA device is available")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def autocast(device: torch.device, amp: str) -> Any:

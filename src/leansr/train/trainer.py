@@ -18,7 +18,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from leansr.checkpoint import save_checkpoint
+from leansr.color import rgb_to_ycbcr
 from leansr.errors import LeansrError
+from leansr.inference import resolve_device
 from leansr.layers.reparam import is_reparameterized, reparameterize_model
 from leansr.registry import create_model, get_model_info
 from leansr.train import checkpoints
@@ -27,7 +29,7 @@ from leansr.train.data import PatchDataset, StreamSampler, collect_samples
 from leansr.train.distributed import DistInfo, barrier, broadcast_flag, cleanup, init_distributed
 from leansr.train.ema import ModelEMA
 from leansr.train.plots import plot_curves, read_log
-from leansr.train.runtime import autocast, install_stop_handlers, pick_device, rgb_to_y
+from leansr.train.runtime import autocast, install_stop_handlers
 from leansr.train.schedule import build_scheduler
 
 log = logging.getLogger("leansr.train")
@@ -55,7 +57,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, run_dir: Path, *, resume: bool = False) -> None:
         self.config = config
         self.run_dir = Path(run_dir)
-        self.device = pick_device(config.device)
+        self.device = resolve_device(config.device)
         self.dist: DistInfo = init_distributed(self.device.type)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
@@ -218,7 +220,7 @@ class Trainer:
             self._open_stage(stage_index)
         lr_img, hr_img = (t.to(self.device, non_blocking=True) for t in batch)
         if self.model.in_channels == 1:
-            lr_img, hr_img = rgb_to_y(lr_img), rgb_to_y(hr_img)
+            lr_img, hr_img = rgb_to_ycbcr(lr_img)[:, :1], rgb_to_ycbcr(hr_img)[:, :1]
         self.net.train()
         with autocast(self.device, self.config.amp):
             sr = self.net(lr_img)
