@@ -11,12 +11,12 @@ from train_helpers import write_images
 
 from leansr.cli import main
 from leansr.data.imresize import bicubic_degrade
+from leansr.data.image_io import read_rgb_uint8
 from leansr.train.data import (
     PatchDataset,
     StreamSampler,
     bicubic_patch,
     collect_samples,
-    read_rgb_uint8,
 )
 
 

@@ -64,7 +64,7 @@ def prepare_image(path: Path, stem: str, hr_dir: Path, lr_dir: Path, scale: int,
     """Write the sub-images of one image; (count, reason it was skipped or None)."""
     from leansr.data.imresize import bicubic_degrade, mod_crop
     from leansr.errors import ImageError
-    from leansr.train.data import read_rgb_uint8
+    from leansr.data.image_io import read_rgb_uint8
 
     try:
         hr = mod_crop(read_rgb_uint8(path), scale)

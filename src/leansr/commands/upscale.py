@@ -9,7 +9,7 @@ from pathlib import Path
 from torch import nn
 from tqdm import tqdm
 
-from leansr.data.image_io import WRITE_FORMATS, read_image, write_image
+from leansr.data.image_io import IMAGE_SUFFIXES, WRITE_FORMATS, read_image, write_image
 from leansr.errors import LeansrError
 from leansr.inference import (
     DEFAULT_OVERLAP,
@@ -21,7 +21,6 @@ from leansr.inference import (
     upscale_image,
 )
 
-IMAGE_SUFFIXES = frozenset(WRITE_FORMATS)  # what folders are searched for: .png, .jpg, .tif, .webp, ...
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -18,6 +18,7 @@ from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from leansr.checkpoint import atomic_path
+from leansr.data.imresize import quantize_uint8
 from leansr.errors import ImageError
 
 # Reading refuses larger images (Pillow's own decompression-bomb threshold, about 9459 x 9459).
@@ -25,6 +26,7 @@ MAX_PIXELS = 89_478_485
 READ_FORMATS = {"PNG", "JPEG", "MPO", "BMP", "TIFF", "WEBP"}
 WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF",
                  ".tiff": "TIFF", ".webp": "WEBP"}
+IMAGE_SUFFIXES = frozenset(WRITE_FORMATS)  # what folders are searched for, by every command
 SIXTEEN_BIT_FORMATS = {"PNG", "TIFF"}
 _NO_ALPHA_FORMATS = {"JPEG", "BMP"}
 _TO_RGB_MODES = {"P": "RGB", "PA": "RGBA", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB",
@@ -76,6 +78,14 @@ def read_image(path: str | os.PathLike) -> Image:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ImageError(f"{path} is truncated or corrupt ({detail})") from None
+
+
+def read_rgb_uint8(path: str | os.PathLike) -> np.ndarray:
+    """HxWx3 uint8 for the benchmark and training protocols: gray repeated to RGB, alpha dropped."""
+    pixels = read_image(path).pixels
+    if pixels.shape[2] == 1:
+        pixels = np.repeat(pixels, 3, axis=2)
+    return quantize_uint8(pixels.astype(np.float64) * 255.0)
 
 
 def write_image(path: str | os.PathLike, image: Image, *, quality: int = 95) -> Path:

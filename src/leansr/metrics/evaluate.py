@@ -15,14 +15,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from leansr.data.image_io import read_image
+from leansr.data.image_io import IMAGE_SUFFIXES, read_rgb_uint8
 from leansr.data.imresize import bicubic_degrade, mod_crop, quantize_uint8
 from leansr.errors import LeansrError
 from leansr.color import ImageAdapter
 from leansr.inference import model_device, upscale_tensor
 from leansr.metrics.psnr_ssim import Y_CONVENTIONS, YConvention, psnr, ssim
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
@@ -91,25 +90,18 @@ def run_model_uint8(model: nn.Module, lr: np.ndarray) -> np.ndarray:
 
 
 def _load_pair(hr_file: Path, scale: int, lr_dir: str | os.PathLike | None) -> tuple[np.ndarray, np.ndarray]:
-    hr = _rgb_uint8(hr_file)
+    hr = read_rgb_uint8(hr_file)
     if lr_dir is None:
         hr = mod_crop(hr, scale)
         return hr, bicubic_degrade(hr, scale)
     lr_file = Path(lr_dir) / hr_file.name
     if not lr_file.is_file():
         raise LeansrError(f"no paired LR image {lr_file} for {hr_file}")
-    lr = _rgb_uint8(lr_file)
+    lr = read_rgb_uint8(lr_file)
     h, w = lr.shape[0] * scale, lr.shape[1] * scale
     if h > hr.shape[0] or w > hr.shape[1] or hr.shape[0] - h >= scale or hr.shape[1] - w >= scale:
         raise LeansrError(f"LR {lr_file} ({lr.shape[1]}x{lr.shape[0]}) does not match HR {hr_file} at x{scale}")
     return hr[:h, :w], lr
-
-
-def _rgb_uint8(path: Path) -> np.ndarray:
-    pixels = read_image(path).pixels  # alpha is not part of the benchmark
-    if pixels.shape[2] == 1:
-        pixels = np.repeat(pixels, 3, axis=2)
-    return quantize_uint8(pixels.astype(np.float64) * 255.0)
 
 
 def _mean(values: Iterable[float]) -> float:

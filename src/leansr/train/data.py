@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from leansr.data.image_io import IMAGE_SUFFIXES, read_rgb_uint8
 from leansr.data.imresize import imresize, quantize_uint8
 from leansr.errors import ImageError, LeansrError
 
 log = logging.getLogger("leansr.train")
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 # Bicubic taps reach 2 LR pixels (8 HR pixels at x4) beyond a pixel; cropping this much extra before the
 # downscale makes the LR patch equal the crop of the whole image's LR.
 LR_MARGIN = 3
@@ -70,16 +70,6 @@ def _index_lr(lr_dir: Path, scale: int) -> dict[str, Path]:
     """LR files keyed by their HR name: `0001x4.png` (DIV2K) or `0001.png`."""
     pattern = re.compile(rf"x{scale}$")
     return {pattern.sub("", p.relative_to(lr_dir).with_suffix("").as_posix()): p for p in find_images(lr_dir)}
-
-
-def read_rgb_uint8(path: Path) -> np.ndarray:
-    """HxWx3 uint8; grey images are repeated to three channels and alpha is dropped."""
-    from leansr.data.image_io import read_image
-
-    pixels = read_image(path).pixels
-    if pixels.shape[2] == 1:
-        pixels = np.repeat(pixels, 3, axis=2)
-    return quantize_uint8(pixels[..., :3] * 255.0)
 
 
 def crop_window(
