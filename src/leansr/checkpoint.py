@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import Tensor, nn
 
+from leansr.deploy.onnx_model import is_onnx_file, load_onnx_model
 from leansr.errors import CheckpointError
 from leansr.layers.reparam import reparameterize_model
 from leansr.registry import _ensure_zoo_loaded, create_model
@@ -91,8 +92,15 @@ def detect(state_dict: StateDict) -> Detection:
     raise CheckpointError(f"ambiguous checkpoint layout: matches {', '.join(d.arch for d in found)}")
 
 
-def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:
-    """Build the model a checkpoint describes (file name ignored) and load its weights; eval mode."""
+def load_model(
+    path: str | os.PathLike, *, device: str | torch.device = "cpu", scale: int | None = None
+) -> nn.Module:
+    """Build the model a checkpoint describes (file name ignored) and load its weights; eval mode.
+
+    A `.onnx` file runs in onnxruntime instead (`scale` is needed only for ONNX files not made by leansr).
+    """
+    if is_onnx_file(path):  # deployment file (leansr export/quantize): runs in onnxruntime
+        return load_onnx_model(path, scale=scale)
     state_dict, meta = read_state_dict(path)
     if meta is not None:
         detection = Detection(meta["arch"], dict(meta["hparams"]), state_dict, bool(meta.get("deployed")))

@@ -269,9 +269,11 @@ def resolve_model(
     if weights is not None and model_name is not None:
         raise LeansrError("give either --weights or --model, not both")
     if weights is not None:
-        model = load_model(weights)
+        model = load_model(weights, scale=scale)
         if scale is not None and scale != model.scale:
             raise LeansrError(f"{weights} is an x{model.scale} model, which conflicts with --scale {scale}")
+        if compiled and not any(True for _ in model.parameters()):
+            raise LeansrError(f"--compile applies to PyTorch models, and {weights} has no PyTorch weights")
         return prepare_model(model, device, compiled=compiled)
     scale = DEFAULT_SCALE if scale is None else scale
     if model_name is None:
