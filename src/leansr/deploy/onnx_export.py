@@ -48,10 +48,10 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = DEFAULT_OPSE
     exported = copy.deepcopy(reference).half() if fp16 else reference
     channels = int(getattr(model, "in_channels", 3))
     trace_hw = _TRACE_SIZE if dynamic else tuple(input_size)
-    proto = _trace(exported, test_image(channels, *trace_hw).to(next(_params_or_buffers(exported)).dtype),
+    proto = _trace(exported, probe_image(channels, *trace_hw).to(next(_params_or_buffers(exported)).dtype),
                    opset, dynamic)
     sizes = _CHECK_SIZES if dynamic else (tuple(input_size),)
-    diff = verify(reference, proto.SerializeToString(), [test_image(channels, h, w, seed=i)
+    diff = verify(reference, proto.SerializeToString(), [probe_image(channels, h, w, seed=i)
                                                          for i, (h, w) in enumerate(sizes)], fp16=fp16)
     tolerance = TOLERANCE[precision]
     if not diff <= tolerance:  # also catches NaN
@@ -71,7 +71,7 @@ def deployable(model: nn.Module) -> nn.Module:
     return model if is_reparameterized(model) else reparameterize_model(model, inplace=True)
 
 
-def test_image(channels: int, height: int, width: int, *, seed: int = 0) -> Tensor:
+def probe_image(channels: int, height: int, width: int, *, seed: int = 0) -> Tensor:
     """A deterministic 0-1 image with smooth gradients, edges and fine noise (NCHW, float32)."""
     g = torch.Generator().manual_seed(seed)
     y = torch.linspace(0, 1, height)[:, None]
