@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import inspect
 import itertools
+import time
 from importlib import resources
 from typing import TYPE_CHECKING, Callable, Literal
 
@@ -24,6 +25,7 @@ from torch import Tensor, nn
 
 from leansr.checkpoint import load_model
 from leansr.color import ImageAdapter, Model
+from leansr.deploy.compile_cache import enable_persistent_cache
 from leansr.errors import LeansrError
 from leansr.registry import create_model, get_model_info
 
@@ -234,18 +236,30 @@ def prepare_model(
 
 
 class CompiledModel(nn.Module):
-    """`torch.compile` of a model with inductor's freezing on for its calls; other attributes are the model's."""
+    """`torch.compile` of a model with inductor's freezing on for its calls; other attributes are the model's.
+
+    Compiled kernels persist in `cache_dir` between runs. `warmup_s` sums the first call of each input shape
+    (compile, or load from the cache, plus one forward); `shapes` counts those shapes.
+    """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+        self.cache_dir = enable_persistent_cache()
         self.compiled = torch.compile(model)
+        self.warmup_s, self.shapes = 0.0, set()
 
     def forward(self, x: Tensor) -> Tensor:
+        first = tuple(x.shape) not in self.shapes
+        start = time.perf_counter()
         # Freezing (weights as constants, conv + activation fusion) is a global inductor setting that
         # `torch.compile(options=...)` does not pass on; it is read whenever a new input shape compiles.
         with torch._inductor.config.patch(freezing=True):
-            return self.compiled(x)
+            out = self.compiled(x)
+        if first:
+            self.shapes.add(tuple(x.shape))
+            self.warmup_s += time.perf_counter() - start
+        return out
 
     def __getattr__(self, name: str):
         try:

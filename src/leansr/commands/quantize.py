@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"at most N images, spread over the folders (default {DEFAULT_CALIB_IMAGES})")
     p.add_argument("--calib-size", type=int, default=DEFAULT_CALIB_SIZE, metavar="PX",
                    help=f"centre crop size in pixels (default {DEFAULT_CALIB_SIZE})")
-    p.add_argument("--method", choices=METHODS, default="minmax", help="activation range calibration")
+    p.add_argument("--method", choices=METHODS, default="percentile",
+                   help="activation range calibration (default percentile: 99.999%% of values; minmax lost more)")
     p.add_argument("--keep-float", default=",".join(DEFAULT_KEEP_FLOAT), metavar="LIST",
                    help=f"comma-separated layers left in float: {', '.join(KEEP_FLOAT_CHOICES)} or none "
                    f"(default {','.join(DEFAULT_KEEP_FLOAT)})")

@@ -15,6 +15,7 @@ from leansr.inference import (
     DEFAULT_OVERLAP,
     DEFAULT_TILE,
     PRECISIONS,
+    CompiledModel,
     check_tiling,
     resolve_device,
     resolve_model,
@@ -44,8 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     p.add_argument("--precision", choices=list(PRECISIONS), default="fp32", help="compute precision")
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the model first: about 1.8x faster on CPU after a warm-up of seconds "
-                   "to a minute; pays off for large images and batches")
+                   help="torch.compile the model first: about 1.8x faster on CPU after a warm-up per tile shape "
+                   "(seconds with the on-disk kernel cache, up to a minute cold); pays off for large images and "
+                   "batches")
     p.add_argument("--suffix", help="added to each output's file name (default: _x<scale>)")
     p.add_argument("--format", choices=sorted(s[1:] for s in WRITE_FORMATS),
                    help="output format (default: the input's)")
@@ -73,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
             failures.append((src, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
     written = len(jobs) - len(failures)
     print(f"wrote {written} image(s) to {args.outdir}")
+    if isinstance(model, CompiledModel):
+        print(f"leansr: compile warm-up {model.warmup_s:.1f} s for {len(model.shapes)} input shape(s), "
+              f"kernels cached in {model.cache_dir}", file=sys.stderr)
     if failures:
         print(f"leansr: {len(failures)} of {len(jobs)} image(s) failed:", file=sys.stderr)
         for src, reason in failures:

@@ -29,6 +29,7 @@ from leansr.metrics.evaluate import list_images
 KEEP_FLOAT_CHOICES = ("first", "last", "sigmoid")
 DEFAULT_KEEP_FLOAT = ("first", "last")
 QUANTIZED_OPS = ("Conv",)
+EXTRA: dict = {}
 DEFAULT_CALIB_IMAGES = 32
 DEFAULT_CALIB_SIZE = 128  # LR pixels: centre crops, so the activation ranges see whole textures
 
@@ -43,11 +44,8 @@ class QuantizeResult:
 
 def quantize_model(model: nn.Module, calib_dirs: list[Path], path: Path, *,
                    keep_float: tuple[str, ...] = DEFAULT_KEEP_FLOAT, calib_images: int = DEFAULT_CALIB_IMAGES,
-                   calib_size: int = DEFAULT_CALIB_SIZE, method: str = "minmax",
+                   calib_size: int = DEFAULT_CALIB_SIZE, method: str = "percentile",
                    op_types: tuple[str, ...] = QUANTIZED_OPS, source: str = "") -> QuantizeResult:
-    unknown = set(keep_float) - set(KEEP_FLOAT_CHOICES)
-    if unknown:
-        raise LeansrError(f"--keep-float takes {', '.join(KEEP_FLOAT_CHOICES)}, not {', '.join(sorted(unknown))}")
     channels = int(getattr(model, "in_channels", 3))
     crops = calibration_crops(calib_dirs, channels, calib_images, calib_size)
     import onnx
@@ -59,13 +57,13 @@ def quantize_model(model: nn.Module, calib_dirs: list[Path], path: Path, *,
         exported = export_onnx(model, fp32, dynamic=True, source=source)
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
         graph = onnx.load(str(pre)).graph
-        float_nodes = nodes_kept_float(graph, keep_float)
+        float_nodes = nodes_kept_float(graph, keep_float)  # checks the names before the slow calibration
         quantize_static(
             str(pre), str(int8), _Reader(graph.input[0].name, crops), quant_format=QuantFormat.QDQ,
             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             calibrate_method=_METHODS[method](CalibrationMethod), nodes_to_exclude=float_nodes,
             op_types_to_quantize=list(op_types),
-            extra_options={"CalibPercentile": 99.999} if method == "percentile" else {},
+            extra_options={**({"CalibPercentile": 99.999} if method == "percentile" else {}), **EXTRA},
         )
         proto = onnx.load(str(int8))
         meta = dict(exported.metadata, precision="int8",
@@ -101,10 +99,18 @@ def calibration_crops(folders: list[Path], channels: int, limit: int, size: int)
 
 
 def nodes_kept_float(graph, keep: tuple[str, ...]) -> list[str]:
-    """Names of the nodes that stay float for the `keep` choices."""
+    """Names of the nodes that stay float for the `keep` choices (KEEP_FLOAT_CHOICES or module paths)."""
     nodes = list(graph.node)
     convs = [n for n in nodes if n.op_type == "Conv"]
     chosen: list[str] = []
+    for module in (k for k in keep if k not in KEEP_FLOAT_CHOICES):
+        # The exporter names a module's nodes by its path: block_1.c5 -> /block_1/c5/Conv.
+        prefix = "/" + module.replace(".", "/") + "/"
+        found = [n.name for n in nodes if n.name.startswith(prefix)]
+        if not found:
+            raise LeansrError(f"--keep-float {module}: no such layer (use {', '.join(KEEP_FLOAT_CHOICES)} or a "
+                              "module path such as block_1.c5)")
+        chosen += found
     if "first" in keep and convs:
         inputs = {i.name for i in graph.input}
         chosen += [n.name for n in convs if n.input[0] in inputs] or [convs[0].name]
