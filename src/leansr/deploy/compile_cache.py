@@ -18,10 +18,13 @@ def default_cache_dir() -> Path:
 
 
 def enable_persistent_cache() -> Path:
-    """Set inductor's cache folder (before the first compile reads it) and return it."""
+    """Set inductor's cache folder (read at each compile) unless the user chose one, and return it."""
     import torch._inductor.config as inductor_config
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir as inductor_default
 
-    os.environ.setdefault(ENV, str(default_cache_dir()))
+    # Inductor writes its /tmp default into the variable once it has looked: that one is not a user's choice.
+    if os.environ.get(ENV) in (None, os.path.abspath(inductor_default())):
+        os.environ[ENV] = str(default_cache_dir())
     inductor_config.fx_graph_cache = True  # the default in recent releases; explicit for older ones
     path = Path(os.environ[ENV])
     path.mkdir(parents=True, exist_ok=True)
