@@ -85,7 +85,7 @@ _FAMILIES: tuple[Family, ...] = (
     Family("rfdn", rfdn.RFDN, {
         "rfdn": Preset(),
         "rfdn_e": Preset({"channels": 50, "num_blocks": 4, "img_range": 255.0}, ("RFDN_AIM.pth",)),
-    }, _rule(approximate, lambda hp: 24 * hp["num_blocks"] + 2), (rfdn.detect_rfdn,)),
+    }, _rule(approximate, lambda hp: 30 * hp["num_blocks"] + 2), (rfdn.detect_rfdn,)),
     Family("pan", pan.PAN, {
         "pan": Preset(checkpoints=("PANx2_DF2K.pth", "PANx3_DF2K.pth", "PANx4_DF2K.pth")),
     }, _rule(local, lambda hp: 2 * hp["num_blocks"] + 4), (pan.detect_pan,)),
