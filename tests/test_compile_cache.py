@@ -23,7 +23,8 @@ def test_cache_goes_to_the_user_cache_folder_unless_set(tmp_path: Path, monkeypa
 _RUN = """
 import sys, torch
 from leansr import create_model
-from leansr.inference import prepare_model, upscale_tensor
+from leansr.engine import upscale_tensor
+from leansr.runtime import prepare_for_inference as prepare_model
 torch.set_num_threads(1)
 model = prepare_model(create_model("rlfn_s", scale=2), compiled=True)
 upscale_tensor(model, torch.rand(1, 3, 24, 24))

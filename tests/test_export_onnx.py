@@ -15,7 +15,7 @@ from leansr import LeansrError, create_model, list_models, load_model, save_chec
 from leansr.cli import main
 from leansr.deploy.onnx_export import TOLERANCE, export_onnx, probe_image
 from leansr.deploy.onnx_model import OnnxModel
-from leansr.inference import upscale_tensor
+from leansr.engine import upscale_tensor
 from leansr.layers.reparam import reparameterize_model
 
 onnx = pytest.importorskip("onnx")
@@ -36,7 +36,7 @@ def test_every_zoo_model_exports_and_runs_in_onnxruntime(name: str, tmp_path: Pa
     model = _small(name)
     result = export_onnx(model, tmp_path / "m.onnx", dynamic=True)
     assert result.max_abs_diff <= TOLERANCE["fp32"]
-    loaded = load_model(result.path)
+    loaded = load_model(result.path).model
     assert isinstance(loaded, OnnxModel)
     assert (loaded.arch, loaded.scale, loaded.in_channels) == (model.arch, model.scale, model.in_channels)
     x = probe_image(model.in_channels, 23, 37, seed=5)  # a shape neither traced nor verified
@@ -52,7 +52,7 @@ def test_metadata_says_what_the_file_is(tmp_path: Path) -> None:
     assert props["arch"] == "rlfn_ntire" and props["scale"] == "2" and props["input_range"] == "0-1"
     assert (props["in_channels"], props["out_channels"], props["dynamic_hw"]) == ("3", "3", "false")
     assert props["leansr_version"] and props["source"] == "w.pth" and props["precision"] == "fp32"
-    loaded = load_model(tmp_path / "m.onnx")
+    loaded = load_model(tmp_path / "m.onnx").model
     assert loaded(probe_image(3, 32, 40)).shape == (1, 3, 64, 80)
     with pytest.raises(LeansrError, match="exported for 32x40 inputs only"):
         loaded(probe_image(3, 30, 40))
@@ -62,7 +62,7 @@ def test_fp16_export_stays_within_one_gray_level(tmp_path: Path) -> None:
     model = _small("fmen_s")
     result = export_onnx(model, tmp_path / "h.onnx", dynamic=True, fp16=True)
     assert result.metadata["precision"] == "fp16" and result.max_abs_diff <= 1 / 255
-    loaded = load_model(result.path)
+    loaded = load_model(result.path).model
     x = probe_image(3, 20, 24)
     with torch.inference_mode():
         assert (loaded(x) - model(x)).abs().max() <= 1 / 255
@@ -176,8 +176,8 @@ def test_official_weights_export_and_match_within_one_gray_level(owner: str, fil
         weights = Path(str(resources.files("leansr") / "weights" / "default_x4.safetensors"))
     else:
         weights = shared_path("weights", owner, file)
-    model = load_model(weights)
-    onnx_model = load_model(export_onnx(model, tmp_path / "m.onnx", dynamic=True).path)
+    model = load_model(weights).model
+    onnx_model = load_model(export_onnx(model, tmp_path / "m.onnx", dynamic=True).path).model
     hr = np.asarray(PILImage.open(shared_path("data", "Set5", "baby.png")).convert("RGB"))[:96, :120]
     x = torch.from_numpy(hr.copy()).permute(2, 0, 1)[None].float() / 255
     if model.in_channels == 1:

@@ -53,11 +53,11 @@ def test_int8_file_loads_runs_and_stays_close_to_fp32(checkpoint: Path, calib: P
     assert int8_weights, "no int8 convolution weights"
     assert any(len(t.dims) == 1 and t.dims[0] > 1 for t in proto.graph.initializer
                if t.data_type == onnx.TensorProto.FLOAT and t.name.endswith("_scale")), "weights not per channel"
-    quantized = load_model(out)
+    quantized = load_model(out).model
     assert isinstance(quantized, OnnxModel)
     x = probe_image(3, 33, 29, seed=3)
     with torch.inference_mode():
-        reference = load_model(checkpoint)(x).clamp(0, 1)
+        reference = load_model(checkpoint).model(x).clamp(0, 1)
         mse = (quantized(x).clamp(0, 1) - reference).pow(2).mean().item()
     assert 10 * np.log10(1 / mse) > 30
 
@@ -81,7 +81,7 @@ def test_upscale_and_evaluate_take_the_int8_file(checkpoint: Path, calib: Path, 
     assert _quantize(checkpoint, calib, out) == 0
     assert main(["upscale", str(calib / "0.png"), "-o", str(tmp_path / "up"), "--weights", str(out)]) == 0
     assert np.asarray(PILImage.open(tmp_path / "up" / "0_x2.png")).shape == (80, 96, 3)
-    int8, fp32 = (evaluate_model(load_model(w), calib, scale=2)["psnr_y"] for w in (out, checkpoint))
+    int8, fp32 = (evaluate_model(load_model(w).model, calib, scale=2)["psnr_y"] for w in (out, checkpoint))
     assert abs(int8 - fp32) < 1  # an untrained model: only the agreement means anything
 
 
@@ -107,6 +107,6 @@ def test_official_rlfn_int8_loses_little_on_set14(tmp_path: Path) -> None:
     set14, train = shared_path("data", "Set14"), shared_path("data", "train")
     out = tmp_path / "q.onnx"
     assert main(["quantize", "--weights", str(weights), "--calib", str(train), "-o", str(out)]) == 0
-    fp32 = evaluate_model(load_model(weights), set14, scale=4)["psnr_y"]
-    int8 = evaluate_model(load_model(out), set14, scale=4)["psnr_y"]
+    fp32 = evaluate_model(load_model(weights).model, set14, scale=4)["psnr_y"]
+    int8 = evaluate_model(load_model(out).model, set14, scale=4)["psnr_y"]
     assert fp32 - int8 < 1.0  # a guard against broken calibration; measured losses are in docs/benchmarks.md

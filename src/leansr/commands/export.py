@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from leansr.checkpoint import load_model
+from leansr.loading import load_model
 from leansr.deploy.onnx_export import DEFAULT_OPSET, TOLERANCE, export_onnx
 from leansr.deploy.onnx_model import is_onnx_file
 from leansr.errors import LeansrError
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.weights, args.output, force=args.force)
     if min(args.input_size) < 1:
         raise LeansrError("--input-size needs two positive numbers")
-    model = load_model(args.weights)
+    model = load_model(args.weights).model
     result = export_onnx(model, args.output, opset=args.opset, dynamic=args.dynamic, fp16=args.fp16,
                          input_size=tuple(args.input_size), source=args.weights.name)
     shape = "dynamic HxW" if args.dynamic else "{}x{} input".format(*args.input_size)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from leansr.checkpoint import load_model
+from leansr.loading import load_model
 from leansr.commands.export import check_output
 from leansr.deploy.quantize import (
     DEFAULT_CALIB_IMAGES,
@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     check_output(args.weights, args.output, force=args.force)
     keep = tuple(k for k in args.keep_float.split(",") if k and k != "none")
-    model = load_model(args.weights)
+    model = load_model(args.weights).model
     result = quantize_model(model, args.calib, args.output, keep_float=keep, calib_images=args.calib_images,
                             calib_size=args.calib_size, method=args.method, source=args.weights.name)
     print(f"wrote {args.output} ({model.arch}, x{model.scale}, int8): calibrated on {result.calib_images} "

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from leansr.checkpoint import atomic_path
+from leansr.atomic import atomic_path
 from leansr.deploy.onnx_model import FORMAT_KEY, FORMAT_VERSION, create_session
 from leansr.errors import LeansrError
 from leansr.layers.reparam import is_reparameterized, reparameterize_model

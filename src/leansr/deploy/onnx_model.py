@@ -45,6 +45,7 @@ class OnnxModel(nn.Module):
         if self._input_dtype is None:
             raise CheckpointError(f"{path} takes {inp.type} input; only float and float16 images are supported")
         self._fixed_hw = tuple(inp.shape[2:]) if all(isinstance(d, int) for d in inp.shape[2:]) else None
+        self._fixed_batch = inp.shape[0] if inp.shape and isinstance(inp.shape[0], int) else None
         self.scale = scale
         self.in_channels = int(meta.get("in_channels") or _static(inp.shape, 1) or 3)
         self.out_channels = int(meta.get("out_channels") or self.in_channels)
@@ -62,12 +63,17 @@ class OnnxModel(nn.Module):
             raise LeansrError(f"{self.path.name} was exported for {self._fixed_hw[0]}x{self._fixed_hw[1]} inputs "
                               f"only, not {h}x{w}; export it with --dynamic")
         feed = np.ascontiguousarray(x.detach().float().cpu().numpy(), dtype=self._input_dtype)
+        # A graph with a fixed batch of one takes the engine's batches of tiles one at a time.
+        parts = [feed] if self._fixed_batch in (None, n) else [feed[i:i + 1] for i in range(n)]
+        out = np.concatenate([self._run(part, h, w) for part in parts])
+        return torch.from_numpy(np.asarray(out, dtype=np.float32)).to(x.device)
+
+    def _run(self, feed: np.ndarray, h: int, w: int) -> np.ndarray:
         try:
-            out = self.session.run(None, {self._input_name: feed})[0]
+            return self.session.run(None, {self._input_name: feed})[0]
         except Exception as exc:  # onnxruntime's own exception types; the first line says what failed
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise LeansrError(f"onnxruntime failed on a {h}x{w} input of {self.path.name}: {first}") from None
-        return torch.from_numpy(np.asarray(out, dtype=np.float32)).to(x.device)
 
     def extra_repr(self) -> str:
         return f"{self.path.name}, arch={self.arch}, x{self.scale}, {self.precision}"

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from leansr.checkpoint import atomic_path
+from leansr.atomic import atomic_path
 from leansr.color import rgb_to_ycbcr
 from leansr.data.image_io import read_rgb_uint8
 from leansr.deploy.onnx_export import export_onnx, set_metadata
