@@ -10,9 +10,10 @@ should be compared.
 - speed: PyTorch default path (deployed, channels-last) vs the fp32 ONNX file vs the int8 file (`leansr
   quantize`, default settings, calibrated on ../shared/data/train).
 - psnr: Y-PSNR (`leansr evaluate` protocol) on Set14 and BSD68, fp32 PyTorch vs int8.
+- fx: PyTorch's own x86 int8 path (FX graph mode) against onnxruntime's int8, same run.
 - compile: two fresh processes sharing an empty inductor cache: the first call's time (compile + one forward).
 
-    .venv/bin/python benchmarks/bench_deploy.py --threads 2 --repeats 7 [--parts parity speed psnr compile]
+    .venv/bin/python benchmarks/bench_deploy.py --threads 2 --repeats 7 [--parts parity speed fx psnr compile]
 """
 
 from __future__ import annotations
@@ -95,6 +96,35 @@ def speed(name: str, out: Path, args: argparse.Namespace) -> None:
           f"{ms['int8']:.0f} ({ms['torch'] / ms['int8']:.2f}x) |", flush=True)
 
 
+def fx_int8_speed(name: str, out: Path, args: argparse.Namespace) -> None:
+    """PyTorch's x86 int8 alternative: FX graph mode (`x86` qconfig); the ESA stays a float leaf (untraceable)."""
+    import copy
+
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.fx.custom_config import PrepareCustomConfig
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    from leansr.layers.reduced_esa import ReducedESA
+
+    torch.backends.quantized.engine = "x86"
+    model = leansr_deploy(load_model(weights_path(name)))
+    calib = torch.rand(1, 3, 64, 64)
+    config = PrepareCustomConfig().set_non_traceable_module_classes([ReducedESA])
+    prepared = prepare_fx(copy.deepcopy(model), get_default_qconfig_mapping("x86"), (calib,),
+                          prepare_custom_config=config)
+    with torch.no_grad():
+        prepared(calib)
+    fx = convert_fx(prepared)
+    torch_model, int8 = prepare_model(model), load_model(int8_file(name, out))
+    x = torch.rand(1, 3, args.size, args.size)
+    fns = {"torch": lambda: upscale_tensor(torch_model, x), "fx": lambda: fx(x),
+           "ort": lambda: upscale_tensor(int8, x)}
+    with torch.inference_mode():
+        ms = {k: statistics.median(v) for k, v in alternate_timings(fns, warmup=2, repeats=args.repeats).items()}
+    print(f"| {name} | {ms['torch']:.0f} | {ms['fx']:.0f} ({ms['torch'] / ms['fx']:.2f}x) | "
+          f"{ms['ort']:.0f} ({ms['torch'] / ms['ort']:.2f}x) |", flush=True)
+
+
 def leansr_deploy(model: torch.nn.Module) -> torch.nn.Module:
     from leansr.layers.reparam import is_reparameterized, reparameterize_model
 
@@ -141,7 +171,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--parts", nargs="+", default=["parity", "speed", "psnr", "compile"])
+    parser.add_argument("--parts", nargs="+", default=["parity", "speed", "fx", "psnr", "compile"])
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "leansr-bench-deploy",
                         help="where the exported and quantized files go (reused by later parts)")
     args = parser.parse_args()
@@ -156,6 +186,11 @@ def main() -> None:
         print("\n| model | PyTorch ms | ONNX fp32 ms (speed-up) | int8 ms (speed-up) |\n|---|---|---|---|")
         for name in INT8_MODELS:
             speed(name, args.out, args)
+    if "fx" in args.parts:
+        print("\n| model | PyTorch fp32 ms | FX int8 ms (speed-up) | onnxruntime int8 ms (speed-up) |\n"
+              "|---|---|---|---|")
+        for name in ("rlfn_ntire",):  # one model compares the two int8 paths
+            fx_int8_speed(name, out=args.out, args=args)
     if "psnr" in args.parts:
         print("\n| model | Set14 Y-PSNR fp32 → int8 | BSD68 Y-PSNR fp32 → int8 |\n|---|---|---|")
         for name in INT8_MODELS:
