@@ -14,6 +14,7 @@ should be compared.
 - compile: two fresh processes sharing an empty inductor cache: the first call's time (compile + one forward).
 
     .venv/bin/python benchmarks/bench_deploy.py --threads 2 --repeats 7 [--parts parity speed fx psnr compile]
+        [--models rlfn_ntire fmen_s] [--keep-float first,last,conv_2,...]
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ from PIL import Image
 
 from bench_inference import alternate_timings
 from leansr.deploy.onnx_export import export_onnx
-from leansr.deploy.quantize import quantize_model
+from leansr.deploy.quantize import DEFAULT_KEEP_FLOAT, quantize_model
 from leansr.engine import upscale_tensor
 from leansr.loading import load_model as load_descriptor
 from leansr.metrics.evaluate import evaluate_model
 from leansr.runtime import prepare_for_inference as prepare_model
+from leansr.runtime import tune_allocator
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 WEIGHTS = {
@@ -74,10 +76,10 @@ def parity(name: str, out: Path) -> None:
     print(f"| {name} | {model.arch} | {result.max_abs_diff:.1e} | {int((a - b).abs().max())} |", flush=True)
 
 
-def int8_file(name: str, out: Path) -> Path:
-    path = out / f"{name}_int8.onnx"
+def int8_file(name: str, out: Path, keep: tuple[str, ...]) -> Path:
+    path = out / f"{name}_int8_{'-'.join(keep) or 'none'}.onnx"
     if not path.exists():
-        quantize_model(load_model(weights_path(name)), [SHARED / "data" / "train"], path)
+        quantize_model(load_model(weights_path(name)), [SHARED / "data" / "train"], path, keep_float=keep)
     return path
 
 
@@ -85,7 +87,7 @@ def speed(name: str, out: Path, args: argparse.Namespace) -> None:
     torch_model = prepare_model(leansr_deploy(load_model(weights_path(name))))  # what `leansr upscale` runs
     fp32 = load_model(out / f"{name}.onnx") if (out / f"{name}.onnx").exists() else load_model(
         export_onnx(load_model(weights_path(name)), out / f"{name}.onnx", dynamic=True).path)
-    int8 = load_model(int8_file(name, out))
+    int8 = load_model(int8_file(name, out, args.keep))
     x = torch.rand(1, 3, args.size, args.size)
     fns = {m: (lambda model=model: upscale_tensor(model, x)) for m, model in
            (("torch", torch_model), ("onnx", fp32), ("int8", int8))}
@@ -115,7 +117,7 @@ def fx_int8_speed(name: str, out: Path, args: argparse.Namespace) -> None:
     with torch.no_grad():
         prepared(calib)
     fx = convert_fx(prepared)
-    torch_model, int8 = prepare_model(model), load_model(int8_file(name, out))
+    torch_model, int8 = prepare_model(model), load_model(int8_file(name, out, args.keep))
     x = torch.rand(1, 3, args.size, args.size)
     fns = {"torch": lambda: upscale_tensor(torch_model, x), "fx": lambda: fx(x),
            "ort": lambda: upscale_tensor(int8, x)}
@@ -131,8 +133,8 @@ def leansr_deploy(model: torch.nn.Module) -> torch.nn.Module:
     return model if is_reparameterized(model) else reparameterize_model(model)
 
 
-def psnr(name: str, out: Path) -> None:
-    fp32, int8 = load_model(weights_path(name)), load_model(int8_file(name, out))
+def psnr(name: str, out: Path, args: argparse.Namespace) -> None:
+    fp32, int8 = load_model(weights_path(name)), load_model(int8_file(name, out, args.keep))
     cells = []
     for dataset in ("Set14", "BSD68"):
         a, b = (evaluate_model(m, SHARED / "data" / dataset, scale=4)["psnr_y"] for m in (fp32, int8))
@@ -144,8 +146,9 @@ _COMPILE_RUN = """
 import sys, time, torch
 from leansr.engine import upscale_tensor
 from leansr.loading import load_model
-from leansr.runtime import prepare_for_inference as prepare_model
+from leansr.runtime import prepare_for_inference as prepare_model, tune_allocator
 torch.set_num_threads(int(sys.argv[2]))
+tune_allocator()
 model = prepare_model(load_model(sys.argv[1]).model, compiled=True)
 x = torch.rand(1, 3, int(sys.argv[3]), int(sys.argv[3]))
 upscale_tensor(model, x)
@@ -174,8 +177,13 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", default=["parity", "speed", "fx", "psnr", "compile"])
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "leansr-bench-deploy",
                         help="where the exported and quantized files go (reused by later parts)")
+    parser.add_argument("--keep-float", default=",".join(DEFAULT_KEEP_FLOAT),
+                        help="as `leansr quantize --keep-float` (default first,last)")
+    parser.add_argument("--models", nargs="+", default=list(INT8_MODELS), help="models of the int8 parts")
     args = parser.parse_args()
+    args.keep = tuple(k for k in args.keep_float.split(",") if k and k != "none")
     torch.set_num_threads(args.threads)
+    tune_allocator()  # as the CLI does: the default path includes it
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, LR {args.size}x{args.size}")
     if "parity" in args.parts:
@@ -184,7 +192,7 @@ def main() -> None:
             parity(name, args.out)
     if "speed" in args.parts:
         print("\n| model | PyTorch ms | ONNX fp32 ms (speed-up) | int8 ms (speed-up) |\n|---|---|---|---|")
-        for name in INT8_MODELS:
+        for name in args.models:
             speed(name, args.out, args)
     if "fx" in args.parts:
         print("\n| model | PyTorch fp32 ms | FX int8 ms (speed-up) | onnxruntime int8 ms (speed-up) |\n"
@@ -193,11 +201,11 @@ def main() -> None:
             fx_int8_speed(name, out=args.out, args=args)
     if "psnr" in args.parts:
         print("\n| model | Set14 Y-PSNR fp32 → int8 | BSD68 Y-PSNR fp32 → int8 |\n|---|---|---|")
-        for name in INT8_MODELS:
-            psnr(name, args.out)
+        for name in args.models:
+            psnr(name, args.out, args)
     if "compile" in args.parts:
         print("\n| model | first call, cold cache s | first call, warm cache s | steady ms |\n|---|---|---|---|")
-        for name in INT8_MODELS:
+        for name in args.models:
             compile_warmup(name, args)
 
 
