@@ -14,7 +14,7 @@ from conftest import shared_path
 from leansr import LeansrError, create_model, list_models, load_model, save_checkpoint
 from leansr.cli import main
 from leansr.deploy.onnx_export import TOLERANCE, export_onnx, probe_image
-from leansr.deploy.onnx_model import OnnxModel
+from leansr.deploy.onnx_model import METADATA_KEYS, OnnxModel
 from leansr.engine import upscale_tensor
 from leansr.layers.reparam import reparameterize_model
 
@@ -52,6 +52,7 @@ def test_metadata_says_what_the_file_is(tmp_path: Path) -> None:
     assert props["arch"] == "rlfn_ntire" and props["scale"] == "2" and props["input_range"] == "0-1"
     assert (props["in_channels"], props["out_channels"], props["dynamic_hw"]) == ("3", "3", "false")
     assert props["leansr_version"] and props["source"] == "w.pth" and props["precision"] == "fp32"
+    assert set(METADATA_KEYS) - set(props) == {"quantization"}
     loaded = load_model(tmp_path / "m.onnx").model
     assert loaded(probe_image(3, 32, 40)).shape == (1, 3, 64, 80)
     with pytest.raises(LeansrError, match="exported for 32x40 inputs only"):

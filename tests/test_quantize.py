@@ -13,7 +13,7 @@ from conftest import shared_path
 from leansr import create_model, load_model, save_checkpoint
 from leansr.cli import main
 from leansr.deploy.onnx_export import probe_image
-from leansr.deploy.onnx_model import OnnxModel
+from leansr.deploy.onnx_model import METADATA_KEYS, OnnxModel
 from leansr.metrics.evaluate import evaluate_model
 
 onnx = pytest.importorskip("onnx")
@@ -49,6 +49,7 @@ def test_int8_file_loads_runs_and_stays_close_to_fp32(checkpoint: Path, calib: P
     proto = onnx.load(str(out))
     props = {p.key: p.value for p in proto.metadata_props}
     assert props["precision"] == "int8" and props["arch"] == "rlfn_ntire" and props["scale"] == "2"
+    assert set(METADATA_KEYS) - set(props) == {"verified_max_abs_diff"}
     int8_weights = [t for t in proto.graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
     assert int8_weights, "no int8 convolution weights"
     assert any(len(t.dims) == 1 and t.dims[0] > 1 for t in proto.graph.initializer

@@ -21,9 +21,10 @@ from leansr.errors import CheckpointError, LeansrError
 
 FORMAT_KEY = "leansr_format_version"
 FORMAT_VERSION = 1
-# Written by `leansr export`/`quantize` as ONNX metadata_props (strings); hparams is JSON.
+# Written by `leansr export`/`quantize` as ONNX metadata_props (strings); hparams is JSON; int8 files have
+# `quantization` instead of `verified_max_abs_diff`.
 METADATA_KEYS = (FORMAT_KEY, "arch", "scale", "in_channels", "out_channels", "input_range", "leansr_version",
-                 "precision", "hparams", "dynamic_hw", "verified_max_abs_diff", "source")
+                 "precision", "hparams", "dynamic_hw", "verified_max_abs_diff", "source", "quantization")
 _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
 
