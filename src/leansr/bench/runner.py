@@ -91,10 +91,10 @@ def _dataset_metrics(model: nn.Module, dataset: Path, scale: int, device: str) -
             handle.remove()
     return {
         "dataset": str(dataset),
-        "psnr_y": float(result["psnr_y"]),
-        "ssim_y": float(result["ssim_y"]),
-        "psnr_rgb": float(result["psnr_rgb"]),
-        "dataset_images": len(result["per_image"]),
+        "psnr_y": result.psnr_y,
+        "ssim_y": result.ssim_y,
+        "psnr_rgb": result.psnr_rgb,
+        "dataset_images": len(result.per_image),
         # Forward passes only (no I/O, resizing or metrics), one per image.
         "dataset_runtime_ms_per_image": sum(forward_ms) / len(forward_ms),
     }

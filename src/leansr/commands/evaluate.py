@@ -50,9 +50,8 @@ def run(args: argparse.Namespace) -> int:
     for hr_dir, lr_dir in zip(args.data, lr_dirs):
         r = evaluate_model(model, hr_dir, scale=scale, lr_dir=lr_dir, y_convention=args.y_convention,
                            device=device)
-        results["datasets"][hr_dir.name] = r
-        print(f"{hr_dir.name:<12} {len(r['per_image']):>6} {r['psnr_y']:>8.4f} {r['ssim_y']:>7.4f} "
-              f"{r['psnr_rgb']:>9.4f}")
+        results["datasets"][hr_dir.name] = r.to_json()
+        print(f"{hr_dir.name:<12} {len(r.per_image):>6} {r.psnr_y:>8.4f} {r.ssim_y:>7.4f} {r.psnr_rgb:>9.4f}")
     if args.json:
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(results, indent=1) + "\n")

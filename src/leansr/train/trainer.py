@@ -278,7 +278,7 @@ class Trainer:
         scores = {}
         for folder in self.config.data.val:
             result = evaluate_model(model, folder, scale=self.config.model.scale)
-            scores[Path(folder).name] = float(result["psnr_y"])
+            scores[Path(folder).name] = result.psnr_y
         return scores
 
     def _finish(self, bar: Any) -> None:
