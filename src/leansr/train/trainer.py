@@ -235,7 +235,8 @@ class Trainer:
         self._acquire_lock()
         if self.dist.is_main:
             log.info("%s", self.summary(end))
-        bar = tqdm(total=self.total_iters, initial=self.iteration, disable=not self.dist.is_main,
+        # disable=None: no bar when stderr is not a terminal (logs, CI), where it would only add noise.
+        bar = tqdm(total=self.total_iters, initial=self.iteration, disable=None if self.dist.is_main else True,
                    dynamic_ncols=True, unit="it")
         previous = install_stop_handlers(self)
         window: list[tuple[float, float]] = []
