@@ -17,22 +17,32 @@ from leansr.bench.stats import pareto_front  # noqa: E402
 def plot_quality_vs_cost(
     names: Sequence[str], cost: Sequence[float], psnr: Sequence[float], *, xlabel: str, title: str, path: Path
 ) -> Path:
-    """Scatter of PSNR against `cost`, names beside points, the Pareto front as a step line."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
+    """Scatter of PSNR against `cost`, names beside points, the Pareto front as a step line.
+
+    The legend sits below the axes, never over the points (the front runs along the top-left edge), and the
+    margins leave room for the names of the outermost points.
+    """
+    fig, ax = plt.subplots(figsize=(7.2, 5.0), dpi=100)
     front = pareto_front(cost, psnr)
     on_front = set(front)
+    others = [i for i in range(len(names)) if i not in on_front]
+    ax.scatter([cost[i] for i in front], [psnr[i] for i in front], s=40, color="tab:red", zorder=3,
+               label="on the Pareto front")
+    if others:
+        ax.scatter([cost[i] for i in others], [psnr[i] for i in others], s=36, color="tab:blue", zorder=3,
+                   label="dominated")
     for i, name in enumerate(names):
-        ax.scatter(cost[i], psnr[i], s=36, color="tab:red" if i in on_front else "tab:blue", zorder=3)
-        ax.annotate(name, (cost[i], psnr[i]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.annotate(name, (cost[i], psnr[i]), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.plot([cost[i] for i in front], [psnr[i] for i in front], drawstyle="steps-post", color="tab:red",
-            linewidth=1, label="Pareto front")
+            linewidth=1, label="Pareto front (best PSNR for the cost)")
+    ax.margins(x=0.18, y=0.12)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("PSNR-Y [dB]")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=8, frameon=False)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")  # nothing clipped: long names or the legend grow the canvas
     plt.close(fig)
     return path
 
@@ -53,6 +63,6 @@ def plot_correlation_heatmap(labels: Sequence[str], matrix: Sequence[Sequence[fl
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path

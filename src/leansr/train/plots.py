@@ -31,7 +31,7 @@ def plot_curves(log_path: Path, out_path: Path, *, stage_switch: int | None = No
 
     matplotlib.use("Agg")  # files only; never needs a display
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import EngFormatter
+    from matplotlib.ticker import EngFormatter, FuncFormatter
 
     records = read_log(log_path)
     train = [r for r in records if r.get("event") == "train" and isinstance(r.get("loss"), (int, float))]
@@ -40,7 +40,12 @@ def plot_curves(log_path: Path, out_path: Path, *, stage_switch: int | None = No
         return None
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     axes[0].plot([r["iter"] for r in train], [r["loss"] for r in train], lw=1, color="tab:blue")
-    axes[0].set(xlabel="iteration", ylabel="training loss (log scale)", yscale="log", title="training loss")
+    axes[0].set(xlabel="iteration", ylabel="loss (log scale)", yscale="log",
+                title="training loss" + (" (L1, then L2 = MSE)" if stage_switch else ""))
+    plain = FuncFormatter(lambda value, _: f"{value:.3g}")  # 0.04, not 4x10^-2
+    axes[0].yaxis.set_major_formatter(plain)
+    axes[0].yaxis.set_minor_formatter(plain)
+    axes[0].tick_params(axis="y", which="minor", labelsize=7)
     for name in sorted({k for r in val for k in r["psnr"]}):
         points = [(r["iter"], r.get("elapsed_s", 0.0) / 60, r["psnr"][name]) for r in val
                   if isinstance(r["psnr"].get(name), (int, float))]
