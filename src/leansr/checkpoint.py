@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import Tensor, nn
 
-from leansr.errors import CheckpointError
+from leansr.errors import CheckpointError, OutputError
 from leansr.layers.reparam import reparameterize_model
 from leansr.registry import _ensure_zoo_loaded, create_model
 
@@ -197,8 +197,13 @@ def save_checkpoint(
         meta["extra"] = dict(extra)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     path = Path(path)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"leansr": json.dumps(meta)})
+    try:
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={"leansr": json.dumps(meta)})
+    except OSError:
+        raise
+    except Exception as exc:  # safetensors reports a full disk as SafetensorError("... IoError ...")
+        raise OutputError(f"cannot write {path}: {str(exc).splitlines()[0][:200]}") from None
     return path
 
 

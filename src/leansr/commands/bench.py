@@ -16,7 +16,7 @@ from leansr.bench.report import BenchReport, progress_header, progress_row, writ
 from leansr.bench.runner import BenchSettings, benchmark_model, machine_info, prepare_model
 from leansr.bench.timing import SPREAD_WARNING
 from leansr.checkpoint import load_model
-from leansr.commands.options import add_hidden_alias, capped_threads, check_device_name
+from leansr.commands.options import add_hidden_alias, capped_threads, check_device_name, check_output_path
 from leansr.errors import LeansrError
 from leansr.metrics.evaluate import list_images
 from leansr.progress import add_quiet_flag, progress
@@ -121,6 +121,9 @@ def _settings(args: argparse.Namespace) -> BenchSettings:
     device = "cuda" if device == "auto" else device
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise LeansrError(f"--device {args.device} asked for, but CUDA is not available here")
+    check_output_path(args.output, folder=True)
+    if args.json is not None:
+        check_output_path(args.json)
     datasets = tuple(args.dataset or ())
     names = [d.name for d in datasets]
     for dataset in datasets:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from leansr.commands.options import check_output_path
 from leansr.errors import LeansrError
 from leansr.progress import add_quiet_flag, progress
 
@@ -51,6 +52,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     if not 1 <= args.workers <= 256:
         raise LeansrError(f"--workers must be between 1 and 256, not {args.workers}")
     out = args.output
+    check_output_path(out, folder=True)
     _check_output(args.source, out, args.overwrite)
     # Never read what this or an earlier run wrote: the output may lie inside the source.
     sources = [p for p in find_images(args.source) if not _inside(p, out)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+from pathlib import Path
 
 from leansr.errors import LeansrError
 
@@ -39,3 +40,20 @@ def capped_threads(requested: int | None) -> tuple[int, str | None]:
 def add_hidden_alias(parser: argparse.ArgumentParser, old: str, dest: str, **kwargs) -> None:
     """An old spelling of an option (e.g. --force for --overwrite): still accepted, no longer in --help."""
     parser.add_argument(old, dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
+
+
+def check_output_path(path: Path, *, folder: bool = False) -> None:
+    """Fail before the work, not after it: the nearest existing ancestor must be a writable folder."""
+    from leansr.errors import OutputError
+
+    target = Path(path)
+    if target.exists() and (target.is_dir() != folder):
+        kind = "a folder" if target.is_dir() else "a file"
+        raise OutputError(f"cannot write {target}: it is {kind}")
+    ancestor = target.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputError(f"cannot write {target}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {target}: {ancestor} is not writable")

@@ -21,6 +21,7 @@ from leansr.errors import LeansrError
 from leansr.color import ImageAdapter
 from leansr.inference import model_device, upscale_tensor
 from leansr.metrics.psnr_ssim import Y_CONVENTIONS, YConvention, psnr, ssim
+from leansr.progress import progress
 
 
 
@@ -43,10 +44,12 @@ def evaluate_model(
     lr_dir: str | os.PathLike | None = None,
     y_convention: YConvention = "rounded",
     device: str | torch.device | None = None,
+    quiet: bool = True,
 ) -> dict[str, Any]:
     """Mean and per-image metrics on one folder: {"psnr_y", "ssim_y", "psnr_rgb", "per_image": {name: ...}}.
 
     `device=None` runs where the model already is. The model's train/eval mode is restored afterwards.
+    `quiet=False` shows a progress bar (on a terminal).
     """
     if y_convention not in Y_CONVENTIONS:
         raise LeansrError(f"unknown Y convention {y_convention!r}; use one of {', '.join(Y_CONVENTIONS)}")
@@ -61,7 +64,7 @@ def evaluate_model(
     per_image: dict[str, dict[str, float]] = {}
     rgb_psnrs: list[float] = []
     try:
-        for hr_file in files:
+        for hr_file in progress(files, quiet=quiet, desc=Path(hr_dir).name, unit="img", leave=False):
             hr, lr = _load_pair(hr_file, scale, lr_dir)
             sr = run_model_uint8(model, lr)
             if sr.shape != hr.shape:
@@ -91,6 +94,8 @@ def run_model_uint8(model: nn.Module, lr: np.ndarray) -> np.ndarray:
 
 def _load_pair(hr_file: Path, scale: int, lr_dir: str | os.PathLike | None) -> tuple[np.ndarray, np.ndarray]:
     hr = read_rgb_uint8(hr_file)
+    if min(hr.shape[:2]) < 2 * scale:
+        raise LeansrError(f"HR image {hr_file} ({hr.shape[1]}x{hr.shape[0]}) is too small for x{scale}")
     if lr_dir is None:
         hr = mod_crop(hr, scale)
         return hr, bicubic_degrade(hr, scale)
