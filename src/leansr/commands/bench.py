@@ -12,15 +12,17 @@ from typing import Callable
 
 import torch
 from torch import nn
+
 from leansr.bench.report import BenchReport, progress_header, progress_row, write_json, write_report
 from leansr.bench.runner import BenchSettings, benchmark_model, machine_info, prepare_model
 from leansr.bench.timing import SPREAD_WARNING
-from leansr.checkpoint import load_model
 from leansr.commands.options import add_hidden_alias, capped_threads, check_device_name, check_output_path
+from leansr.loading import load_model
 from leansr.errors import LeansrError
 from leansr.metrics.evaluate import list_images
 from leansr.progress import add_quiet_flag, progress
 from leansr.registry import create_model, get_model_info, list_models
+from leansr.runtime import threads
 
 ModelSource = tuple[str, Callable[[], nn.Module]]
 # LR pixels of the timed input: 2048 x 2048 already needs GBs of activations for the larger models.
@@ -52,12 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(settings.threads)
-    try:
+    with threads(settings.threads):  # callers in the same process (tests, notebooks) keep their own setting
         return _run(args, settings)
-    finally:  # callers in the same process (tests, notebooks) keep their own setting
-        torch.set_num_threads(previous)
 
 
 def _run(args: argparse.Namespace, settings: BenchSettings) -> int:
@@ -130,10 +128,10 @@ def _settings(args: argparse.Namespace) -> BenchSettings:
         list_images(dataset)  # a folder of images, or one sentence now rather than after the timing
     if len(set(names)) != len(names):
         raise LeansrError(f"--dataset folders must have distinct names (they key the results): {names}")
-    threads, note = capped_threads(args.threads)
+    count, note = capped_threads(args.threads)
     if note:
         print(f"note: {note}", file=sys.stderr)
-    return BenchSettings(device=device, threads=threads, warmup=args.warmup, repeats=args.repeats,
+    return BenchSettings(device=device, threads=count, warmup=args.warmup, repeats=args.repeats,
                          input_size=tuple(args.input_size), scale=args.scale or 4, deploy=not args.no_deploy,
                          datasets=datasets)
 
@@ -165,7 +163,7 @@ def _weight_sources(paths: list[Path], scale: int | None) -> tuple[list[ModelSou
 
 
 def _loader(path: Path) -> Callable[[], nn.Module]:
-    return lambda: load_model(path)
+    return lambda: load_model(path).model
 
 
 def _unique_stem(path: Path, paths: list[Path]) -> str:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from torch import nn
 
-from leansr.checkpoint import load_model, read_state_dict, save_checkpoint
+from leansr.checkpoint import read_state_dict, save_checkpoint
 from leansr.commands.options import add_hidden_alias, check_output_path
+from leansr.loading import load_model
 from leansr.errors import LeansrError
 from leansr.layers.fusion_check import fusion_error
 from leansr.layers.reparam import Reparameterizable, reparameterize_model
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if target.resolve() == source.resolve():
         raise LeansrError("the output must differ from the input; deploy never overwrites its input")
     check_output_path(target)
-    model = load_model(source)
+    model = load_model(source).model
     blocks = sum(isinstance(m, Reparameterizable) for m in model.modules())
     deployed = bool(getattr(model, "deployed", False))
     if deployed or blocks == 0:

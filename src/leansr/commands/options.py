@@ -31,7 +31,9 @@ def capped_threads(requested: int | None) -> tuple[int, str | None]:
         return usable_cores(), None
     if requested < 1:
         raise LeansrError("--threads must be at least 1")
-    cap = THREADS_PER_CORE_CAP * usable_cores()
+    from leansr.runtime import MAX_THREADS
+
+    cap = min(THREADS_PER_CORE_CAP * usable_cores(), MAX_THREADS)
     if requested > cap:
         return cap, f"--threads {requested} capped to {cap} ({THREADS_PER_CORE_CAP} per usable core)"
     return requested, None

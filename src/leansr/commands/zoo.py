@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from leansr.checkpoint import load_model, save_checkpoint
+from leansr.checkpoint import save_checkpoint
 from leansr.commands.options import add_hidden_alias, check_output_path
+from leansr.loading import load_model
 from leansr.errors import LeansrError
 from leansr.registry import get_model_info, list_models
 
@@ -47,7 +48,7 @@ def run_convert(args: argparse.Namespace) -> int:
     if args.output.resolve() == args.input.resolve():
         raise LeansrError("output must differ from input")
     check_output_path(args.output)
-    model = load_model(args.input)
+    model = load_model(args.input).model
     save_checkpoint(model, args.output)
     print(f"wrote {args.output} ({model.arch}, x{model.scale}, deployed={model.deployed})")
     return 0

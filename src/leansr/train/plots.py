@@ -62,7 +62,7 @@ def plot_curves(log_path: Path, out_path: Path, *, stage_switch: int | None = No
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     fig.tight_layout()
-    from leansr.checkpoint import atomic_path
+    from leansr.atomic import atomic_path
 
     with atomic_path(out_path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")

@@ -18,12 +18,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from leansr.checkpoint import atomic_path, save_checkpoint
+from leansr.atomic import atomic_path
+from leansr.checkpoint import save_checkpoint
 from leansr.color import rgb_to_ycbcr
 from leansr.errors import LeansrError
-from leansr.inference import resolve_device
 from leansr.layers.reparam import is_reparameterized, reparameterize_model
 from leansr.registry import create_model, get_model_info
+from leansr.runtime import resolve_device, threads
 from leansr.train import checkpoints
 from leansr.train.config import StageConfig, TrainConfig, save_config, to_dict
 from leansr.train import guards
@@ -64,8 +65,6 @@ class Trainer:
         self.dist: DistInfo = init_distributed(self.device.type)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
-        if config.threads > 0:
-            torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         self.lock = RunLock(self.run_dir) if self.dist.is_main else None
         self._check_data()
@@ -228,6 +227,11 @@ class Trainer:
                 f"{self.config.data.patch_size}px LR patches; run folder {self.run_dir}")
 
     def train(self, max_steps: int | None = None) -> Path:
+        """Train (to the end, or `max_steps` more steps) with the configured thread count, then restore it."""
+        with threads(self.config.threads if self.config.threads > 0 else None):
+            return self._train(max_steps)
+
+    def _train(self, max_steps: int | None) -> Path:
         """Train to the end (or `max_steps` more steps); returns the run folder."""
         from tqdm import tqdm
 
