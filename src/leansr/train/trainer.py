@@ -82,6 +82,7 @@ class Trainer:
         self.elapsed_s = 0.0  # wall time over all sessions of this run
         self.stage_index = -1
         self.stop_requested = False
+        self.stop_signal: int | None = None  # the signal that asked for the stop, if one did
         self.last_saved = 0  # iteration of the newest checkpoint written or resumed from
         self._open_stage(0)
         self._acquire_lock()
