@@ -106,6 +106,17 @@ def test_log_never_holds_nan_tokens(train_dir, tmp_path):
     trainer._release_lock()
 
 
+def test_a_log_line_torn_by_kill_9_is_skipped(train_dir, tmp_path):
+    run = tmp_path / "r"
+    Trainer(tiny_config(train_dir, run), run).train(max_steps=3)
+    with open(run / "log.jsonl", "a") as f:
+        f.write('{"event": "train", "iter": 4, "lo')  # the process died mid-write
+    resumed = Trainer(tiny_config(train_dir, run), run, resume=True)
+    resumed.train()
+    lines = (run / "log.jsonl").read_text().splitlines()
+    assert all(_strict_json(line)["iter"] for line in lines) and (run / "curves.png").is_file()
+
+
 # -- item 12: every setting checked --------------------------------------------------------------------------
 @pytest.mark.parametrize("override, message", [
     ("stage1.betas=[0.9]", "stage1.betas must be two numbers"),

@@ -10,7 +10,7 @@ from typing import Any
 from torch import nn
 
 from leansr.atomic import atomic_path
-from leansr.commands.options import check_device_name, check_output_path
+from leansr.commands.options import add_hidden_alias, check_device_name, check_output_path
 from leansr.loading import load_model
 from leansr.errors import LeansrError
 from leansr.runtime import resolve_device
@@ -37,8 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="paired LR folder, one per --data in the same order (default: bicubic from HR)")
     p.add_argument("--y-convention", choices=Y_CONVENTIONS, default="rounded",
                    help="rounded: Y rounded to 8 bits as MATLAB on uint8 (default); float: unrounded Y")
-    p.add_argument("-o", "--output", "--json", dest="json", type=Path, metavar="FILE",
-                   help="write the results here (JSON)")
+    p.add_argument("-o", "--output", dest="json", type=Path, metavar="FILE", help="write the results here (JSON)")
+    add_hidden_alias(p, "--json", "json", type=Path)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     add_quiet_flag(p)
     p.set_defaults(func=run)
