@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--sub-image", type=int, default=480, help="HR sub-image side (0 = whole images)")
     q.add_argument("--step", type=int, default=240, help="HR stride between sub-images")
     q.add_argument("--workers", type=int, default=1, help="processes")
-    q.add_argument("--overwrite", "--force", action="store_true",
+    q.add_argument("--overwrite", action="store_true",
                    help="replace an earlier `data prepare` output in DST (it is cleared first)")
     add_quiet_flag(q)
     q.set_defaults(func=run_prepare)
