@@ -31,8 +31,6 @@ def plot_quality_vs_cost(
     if others:
         ax.scatter([cost[i] for i in others], [psnr[i] for i in others], s=36, color="tab:blue", zorder=3,
                    label="dominated")
-    for i, name in enumerate(names):
-        ax.annotate(name, (cost[i], psnr[i]), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.plot([cost[i] for i in front], [psnr[i] for i in front], drawstyle="steps-post", color="tab:red",
             linewidth=1, label="Pareto front (best PSNR for the cost)")
     ax.margins(x=0.18, y=0.12)
@@ -42,9 +40,34 @@ def plot_quality_vs_cost(
     ax.grid(alpha=0.3)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=8, frameon=False)
     fig.tight_layout()
+    _label_points(ax, names, cost, psnr)
     fig.savefig(path, bbox_inches="tight")  # nothing clipped: long names or the legend grow the canvas
     plt.close(fig)
     return path
+
+
+# Label positions tried in turn (offset in points, horizontal alignment) so that close points' names do not overlap.
+_LABEL_SLOTS = ((5, 4, "left"), (5, -11, "left"), (-5, 4, "right"), (-5, -11, "right"), (5, 14, "left"),
+                (5, -21, "left"))
+
+
+def _label_points(ax, names: Sequence[str], xs: Sequence[float], ys: Sequence[float]) -> None:
+    """Names beside points, each in the first slot whose (estimated) box overlaps no name placed before."""
+    fig = ax.figure
+    fig.canvas.draw()  # fixes the limits and layout, so data -> pixel coordinates are final
+    to_px = ax.transData.transform
+    scale = fig.dpi / 72.0
+    placed: list[tuple[float, float, float, float]] = []
+    for i in sorted(range(len(names)), key=lambda k: (-ys[k], xs[k])):
+        px, py = to_px((xs[i], ys[i]))
+        width, height = 5.0 * len(names[i]) * scale, 9.0 * scale  # 8 pt sans-serif, roughly
+        for dx, dy, align in _LABEL_SLOTS:
+            x0 = px + dx * scale - (width if align == "right" else 0.0)
+            box = (x0, py + dy * scale, x0 + width, py + dy * scale + height)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                break
+        placed.append(box)
+        ax.annotate(names[i], (xs[i], ys[i]), textcoords="offset points", xytext=(dx, dy), ha=align, fontsize=8)
 
 
 def plot_correlation_heatmap(labels: Sequence[str], matrix: Sequence[Sequence[float]], *, title: str,
