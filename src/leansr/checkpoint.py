@@ -10,6 +10,7 @@ import json
 import os
 import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -55,7 +56,9 @@ def _check_torch_magic(path: Path) -> None:
 def _torch_load(path: Path) -> Any:
     # Torch's own messages advise weights_only=False (unsafe) and are many lines; each case gets ours.
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 200": noise before our sentence
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"unsupported GLOBAL (\S+)", str(exc))
         if found is None:
