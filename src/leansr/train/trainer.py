@@ -221,7 +221,8 @@ class Trainer:
         """One line before the first step: what trains, where, for how long, on how much data."""
         params = sum(p.numel() for p in self.model.parameters())
         stages = " + ".join(f"{s.iters} {s.loss.upper()}" for s in self.stages)
-        threads = f", {torch.get_num_threads()} threads" if self.device.type == "cpu" else ""
+        count = torch.get_num_threads()
+        threads = f", {count} thread{'s' * (count != 1)}" if self.device.type == "cpu" else ""
         return (f"training {self.config.model.name} x{self.config.model.scale}: {params:,} parameters on "
                 f"{self.device}{threads}; iterations {self.iteration}->{end} of {self.total_iters} ({stages}); "
                 f"{len(self.samples)} training images, batch {self.config.data.batch_size} of "
