@@ -27,7 +27,7 @@ class BenchSettings:
     input_size: tuple[int, int] = (256, 256)
     scale: int = 4
     deploy: bool = True
-    dataset: Path | None = None
+    datasets: tuple[Path, ...] = ()
     seed: int = 0
 
 
@@ -74,8 +74,10 @@ def benchmark_model(name: str, model: nn.Module, settings: BenchSettings) -> dic
         "threads": torch.get_num_threads(),
         "device": device_name(device),
     }
-    if settings.dataset is not None:
-        record.update(_dataset_metrics(model, settings.dataset, record["scale"], settings.device))
+    per_dataset = {d.name: _dataset_metrics(model, d, record["scale"], settings.device) for d in settings.datasets}
+    if per_dataset:
+        record.update(next(iter(per_dataset.values())))  # the first dataset's fields at the top, as before
+        record["datasets"] = per_dataset
     return record
 
 

@@ -23,6 +23,7 @@ from leansr.color import ImageAdapter
 from leansr.engine import upscale_tensor
 from leansr.runtime import model_device
 from leansr.metrics.psnr_ssim import Y_CONVENTIONS, YConvention, psnr, ssim
+from leansr.progress import progress
 
 
 
@@ -55,10 +56,12 @@ def evaluate_model(
     lr_dir: str | os.PathLike | None = None,
     y_convention: YConvention = "rounded",
     device: str | torch.device | None = None,
+    quiet: bool = True,
 ) -> EvaluationResult:
     """Mean and per-image metrics on one folder.
 
     `device=None` runs where the model already is. The model's train/eval mode is restored afterwards.
+    `quiet=False` shows a progress bar (on a terminal).
     """
     model = getattr(model, "model", model)  # a ModelDescriptor runs its module
     if y_convention not in Y_CONVENTIONS:
@@ -73,7 +76,7 @@ def evaluate_model(
     model.eval()
     per_image: dict[str, ImageScores] = {}
     try:
-        for hr_file in files:
+        for hr_file in progress(files, quiet=quiet, desc=Path(hr_dir).name, unit="img", leave=False):
             hr, lr = _load_pair(hr_file, scale, lr_dir)
             sr = run_model_uint8(model, lr)
             if sr.shape != hr.shape:
@@ -100,6 +103,8 @@ def run_model_uint8(model: nn.Module, lr: np.ndarray) -> np.ndarray:
 
 def _load_pair(hr_file: Path, scale: int, lr_dir: str | os.PathLike | None) -> tuple[np.ndarray, np.ndarray]:
     hr = read_rgb_uint8(hr_file)
+    if min(hr.shape[:2]) < 2 * scale:
+        raise LeansrError(f"HR image {hr_file} ({hr.shape[1]}x{hr.shape[0]}) is too small for x{scale}")
     if lr_dir is None:
         hr = mod_crop(hr, scale)
         return hr, bicubic_degrade(hr, scale)
