@@ -69,8 +69,9 @@ def _run(args: argparse.Namespace, settings: BenchSettings) -> int:
             notes.append(f"{name} skipped: it is a x{model.scale} model, not x{args.scale}")
             continue
         gc.collect()
-        record = benchmark_model(name, prepare_model(model, settings), settings)
-        if record["runtime_noisy"]:
+        measured = benchmark_model(name, prepare_model(model, settings), settings)
+        record = measured.to_json()  # reports and --json hold rows of JSON
+        if measured.runtime_noisy:
             bar.write(f"warning: {name}: runtime IQR exceeds {SPREAD_WARNING:.0%} of the median; "
                       "the machine is busy or --repeats is too small", file=sys.stderr)
         if not records:
