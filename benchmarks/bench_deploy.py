@@ -137,7 +137,7 @@ def psnr(name: str, out: Path, args: argparse.Namespace) -> None:
     fp32, int8 = load_model(weights_path(name)), load_model(int8_file(name, out, args.keep))
     cells = []
     for dataset in ("Set14", "BSD68"):
-        a, b = (evaluate_model(m, SHARED / "data" / dataset, scale=4)["psnr_y"] for m in (fp32, int8))
+        a, b = (evaluate_model(m, SHARED / "data" / dataset, scale=4).psnr_y for m in (fp32, int8))
         cells.append(f"{a:.3f} → {b:.3f} ({b - a:+.3f})")
     print(f"| {name} | {' | '.join(cells)} |", flush=True)
 

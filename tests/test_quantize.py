@@ -82,7 +82,7 @@ def test_upscale_and_evaluate_take_the_int8_file(checkpoint: Path, calib: Path, 
     assert _quantize(checkpoint, calib, out) == 0
     assert main(["upscale", str(calib / "0.png"), "-o", str(tmp_path / "up"), "--weights", str(out)]) == 0
     assert np.asarray(PILImage.open(tmp_path / "up" / "0_x2.png")).shape == (80, 96, 3)
-    int8, fp32 = (evaluate_model(load_model(w).model, calib, scale=2)["psnr_y"] for w in (out, checkpoint))
+    int8, fp32 = (evaluate_model(load_model(w).model, calib, scale=2).psnr_y for w in (out, checkpoint))
     assert abs(int8 - fp32) < 1  # an untrained model: only the agreement means anything
 
 
@@ -108,6 +108,6 @@ def test_official_rlfn_int8_loses_little_on_set14(tmp_path: Path) -> None:
     set14, train = shared_path("data", "Set14"), shared_path("data", "train")
     out = tmp_path / "q.onnx"
     assert main(["quantize", "--weights", str(weights), "--calib", str(train), "-o", str(out)]) == 0
-    fp32 = evaluate_model(load_model(weights).model, set14, scale=4)["psnr_y"]
-    int8 = evaluate_model(load_model(out).model, set14, scale=4)["psnr_y"]
+    fp32 = evaluate_model(load_model(weights).model, set14, scale=4).psnr_y
+    int8 = evaluate_model(load_model(out).model, set14, scale=4).psnr_y
     assert fp32 - int8 < 1.0  # a guard against broken calibration; measured losses are in docs/benchmarks.md

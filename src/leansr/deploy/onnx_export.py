@@ -122,9 +122,8 @@ def model_metadata(model: nn.Module, *, precision: str, dynamic: bool, diff: flo
 
 
 def set_metadata(proto, meta: dict[str, str]) -> None:
-    kept = [p for p in proto.metadata_props if p.key not in meta]
+    """Replace the model's metadata_props with `meta` (quantizing copies the fp32 export's props)."""
     del proto.metadata_props[:]
-    proto.metadata_props.extend(kept)
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
