@@ -36,6 +36,16 @@ class QualityTable:
         scores = np.asarray(scores, dtype=np.float64)
         return np.abs(self.centers[None, :] - scores[:, None]).argmin(axis=1)
 
+    def predict_mse(self, scores: np.ndarray) -> np.ndarray:
+        """(routes, patches) expected MSE (0-255 scale) from the smoothed table, interpolated between centres.
+
+        Official tables hold mean PSNR only; their MSE is taken as 255^2 / 10^(PSNR/10) per bin.
+        """
+        mse = self.mse if self.mse is not None else 255.0**2 * 10.0 ** (-self.psnr / 10.0)
+        mse = smoothed(mse, np.maximum(self.counts, 1))
+        scores = np.asarray(scores, dtype=np.float64)
+        return np.stack([np.interp(scores, self.centers, row) for row in mse])
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"edge_bin_centers": self.centers.tolist(), "patch_count_per_bin": self.counts.tolist(),
                                "mean_psnr_per_bin": {str(i): row.tolist() for i, row in enumerate(self.psnr)}}
@@ -78,6 +88,27 @@ class QualityTable:
                                   f"{arch} has {[round(c / 1e6, 1) for c in ours]}: it is for another model")
 
 
+def smoothed(mse: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """MSE made non-decreasing in edge score (weighted isotonic fit) and non-increasing in width.
+
+    High-edge bins hold few patches and are noisy; a wider subnet is never expected to do worse than a
+    narrower one (nor than bicubic: flat patches are where bicubic can win, and there it is also free).
+    """
+    rows = np.stack([_isotonic(row, weights) for row in mse])
+    return np.minimum.accumulate(rows, axis=0)
+
+
+def _isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Pool-adjacent-violators: the weighted least-squares non-decreasing fit."""
+    blocks: list[list[float]] = []  # [mean, weight, length]
+    for v, wt in zip(values.tolist(), weights.tolist()):
+        blocks.append([v, float(wt), 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            (m2, w2, n2), (m1, w1, n1) = blocks.pop(), blocks.pop()
+            blocks.append([(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
+    return np.concatenate([np.full(n, m) for m, _, n in blocks])
+
+
 def _rows(by_route: dict[str, list[float]]) -> np.ndarray:
     return np.asarray([by_route[str(i)] for i in range(len(by_route))], dtype=np.float64)
 
@@ -99,3 +130,22 @@ def load_table(path: str | os.PathLike, arch: str) -> QualityTable:
             raise LeansrError(f"{path} has tables for {', '.join(sorted(data))}, none for {arch}")
         data = data[key]
     return QualityTable.from_json(data, source=str(path))
+
+
+TABLE_KEY = "arm_table"  # where our checkpoints keep the calibrated table (metadata "extra")
+
+
+def stored_table(path: str | os.PathLike) -> QualityTable | None:
+    """The calibrated table in a leansr safetensors checkpoint's metadata, if any (reads the header only)."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        return None
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            raw = (f.metadata() or {}).get("leansr")
+    except Exception:  # noqa: BLE001 - unreadable files are reported by the checkpoint loader
+        return None
+    extra = json.loads(raw).get("extra", {}) if raw else {}
+    return QualityTable.from_json(extra[TABLE_KEY], source=f"{path} (calibrated)") if TABLE_KEY in extra else None

@@ -9,6 +9,7 @@ from typing import Any
 
 from torch import nn
 
+from leansr.arm import options as arm_options
 from leansr.checkpoint import atomic_path, load_model
 from leansr.errors import LeansrError
 from leansr.inference import resolve_device
@@ -35,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="rounded: Y rounded to 8 bits as MATLAB on uint8 (default); float: unrounded Y")
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    arm_options.add_route_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -42,12 +44,15 @@ def run(args: argparse.Namespace) -> int:
     lr_dirs = _check_folders(args.data, args.lr_dir)
     device = resolve_device(args.device)
     model = _build_model(args)
+    router = arm_options.make_router(args, model, args.weights)
+    runner = None if router is None else arm_options.evaluation_runner(router, official=args.route == "official")
     scale = int(model.scale)
     results: dict[str, Any] = {"model": model.arch, "scale": scale, "datasets": {}}
     print(f"{'dataset':<12} {'images':>6} {'PSNR-Y':>8} {'SSIM-Y':>7} {'PSNR-RGB':>9}")
     for hr_dir, lr_dir in zip(args.data, lr_dirs):
         r = evaluate_model(model, hr_dir, scale=scale, lr_dir=lr_dir, y_convention=args.y_convention,
-                           device=device)
+                           device=device, runner=runner)
+        r.update(arm_options.summarize(r["per_image"]))
         results["datasets"][hr_dir.name] = r
         print(f"{hr_dir.name:<12} {len(r['per_image']):>6} {r['psnr_y']:>8.4f} {r['ssim_y']:>7.4f} "
               f"{r['psnr_rgb']:>9.4f}")

@@ -9,7 +9,8 @@ from pathlib import Path
 from torch import nn
 from tqdm import tqdm
 
-from leansr.data.image_io import IMAGE_SUFFIXES, WRITE_FORMATS, read_image, write_image
+from leansr.arm import options as arm_options
+from leansr.data.image_io import IMAGE_SUFFIXES, WRITE_FORMATS, Image, read_image, write_image
 from leansr.errors import LeansrError
 from leansr.inference import (
     DEFAULT_OVERLAP,
@@ -50,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=sorted(s[1:] for s in WRITE_FORMATS),
                    help="output format (default: the input's)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    arm_options.add_route_arguments(p, route_map=True)
     p.set_defaults(func=run)
 
 
@@ -58,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     inputs = find_images(args.inputs)
     model = resolve_model(args.weights, args.model, args.scale, device, compiled=args.compile)
+    args.router = arm_options.make_router(args, model, args.weights)
     suffix = f"_x{model.scale}" if args.suffix is None else args.suffix
     jobs = plan_outputs(inputs, args.outdir, suffix, args.format, overwrite=args.overwrite)
     source = args.weights or ("registered model" if args.model else _default_source(model))
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     failures: list[tuple[Path, str]] = []
     for src, dst in tqdm(jobs, unit="img", disable=None, file=sys.stderr):
         try:
-            upscale_file(model, src, dst, args)
+            upscale_file(model, src, dst, args, many=len(jobs) > 1)
         except LeansrError as exc:
             failures.append((src, str(exc)))
         except (RuntimeError, ValueError, MemoryError) as exc:  # e.g. an image too small for the model
@@ -81,8 +84,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def upscale_file(model: nn.Module, src: Path, dst: Path, args: argparse.Namespace) -> None:
+def upscale_file(model: nn.Module, src: Path, dst: Path, args: argparse.Namespace, many: bool = False) -> None:
     image = read_image(src)
+    if getattr(args, "router", None) is not None:  # ARM supernet routing (leansr.arm)
+        result, routed = arm_options.routed_image(args.router, image, model.scale)
+        write_image(dst, result)
+        if args.route_map is not None:
+            write_image(arm_options.route_map_path(args.route_map, src, many),
+                        Image(arm_options.route_map(routed)))
+        return
     bar = _TileBar(src.name)
     try:
         result = upscale_image(model, image, tile=args.tile, tile_overlap=args.tile_overlap,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -43,10 +43,13 @@ def evaluate_model(
     lr_dir: str | os.PathLike | None = None,
     y_convention: YConvention = "rounded",
     device: str | torch.device | None = None,
+    runner: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """Mean and per-image metrics on one folder: {"psnr_y", "ssim_y", "psnr_rgb", "per_image": {name: ...}}.
 
     `device=None` runs where the model already is. The model's train/eval mode is restored afterwards.
+    `runner(lr, hr) -> (sr_uint8, fields)` replaces the plain forward (e.g. ARM routing): metrics are taken on
+    the region its SR covers (top-left), and its fields join the image's entry.
     """
     if y_convention not in Y_CONVENTIONS:
         raise LeansrError(f"unknown Y convention {y_convention!r}; use one of {', '.join(Y_CONVENTIONS)}")
@@ -63,11 +66,15 @@ def evaluate_model(
     try:
         for hr_file in files:
             hr, lr = _load_pair(hr_file, scale, lr_dir)
-            sr = run_model_uint8(model, lr)
+            if runner is None:
+                sr, fields = run_model_uint8(model, lr), {}
+            else:
+                sr, fields = runner(lr, hr)
+                hr = hr[:sr.shape[0], :sr.shape[1]]
             if sr.shape != hr.shape:
                 raise LeansrError(f"the model made {sr.shape[:2]} from {hr_file.name}, expected {hr.shape[:2]}")
             kw = {"border": scale, "y_convention": y_convention}
-            per_image[hr_file.name] = {"psnr_y": psnr(sr, hr, **kw), "ssim_y": ssim(sr, hr, **kw)}
+            per_image[hr_file.name] = {"psnr_y": psnr(sr, hr, **kw), "ssim_y": ssim(sr, hr, **kw), **fields}
             rgb_psnrs.append(psnr(sr, hr, border=scale, channels="rgb"))
     finally:
         model.train(was_training)
