@@ -73,7 +73,67 @@ def choose(mse: np.ndarray, areas: np.ndarray, costs: np.ndarray, limit: float) 
     for _ in range(60):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if spent(pick(mid)) > limit else (lo, mid)
-    return pick(hi)
+    return _fill(pick(hi), loss, costs, limit)
+
+
+def _fill(choice: np.ndarray, loss: np.ndarray, costs: np.ndarray, limit: float) -> np.ndarray:
+    """Spend what the multiplier left over: greedy upgrades by loss saved per extra cost."""
+    choice = choice.copy()
+    tiles = np.arange(choice.size)
+    while True:
+        left = limit - float(costs[choice].sum())
+        extra = costs[:, None] - costs[choice][None, :]  # (routes, tiles)
+        saved = loss[choice, tiles][None, :] - loss
+        ok = (extra > 0) & (extra <= left) & (saved > 0)
+        if not ok.any():
+            return choice
+        ratio = np.where(ok, saved / np.where(extra > 0, extra, 1.0), -np.inf)
+        j, i = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+        choice[i] = j
+
+
+@dataclass
+class Plan:
+    rows: list[Span]
+    cols: list[Span]
+    window: tuple[int, int]
+    choices: np.ndarray  # route index per tile, row-major
+    whole: bool = False  # one width on the whole image (all choices equal) beat every tiled plan
+
+    @property
+    def tiles(self) -> list[tuple[Span, Span]]:
+        return [(r, c) for r in self.rows for c in self.cols]
+
+
+def plan_budget(
+    model: SlimmableSR, lr: np.ndarray, table: QualityTable, budget: float, *, cost: str = "macs",
+    tile: int = DEFAULT_TILE, halo: int = DEFAULT_HALO,
+) -> Plan:
+    """Routes of the tiles of `lr` within `budget`; a single whole-image width when it is predicted better.
+
+    Tiles pay for their halos, so on small images one width on the whole image can beat any mix.
+    """
+    check_budget(budget)
+    if cost not in COSTS:
+        raise LeansrError(f"--cost must be one of {', '.join(COSTS)}, not {cost!r}")
+    h, w = lr.shape[:2]
+    rows, win_h = spans(h, tile, halo)
+    cols, win_w = spans(w, tile, halo)
+    plan = Plan(rows, cols, (win_h, win_w), np.zeros(0, dtype=np.int64))
+    scores = np.array([edge_score(lr[r.start:r.stop, c.start:c.stop]) for r, c in plan.tiles])
+    areas = np.array([(r.stop - r.start) * (c.stop - c.start) for r, c in plan.tiles], dtype=np.float64)
+    per_pixel = _per_pixel_costs(model, cost, (win_h, win_w), next(model.parameters()).device)
+    window_costs = per_pixel * win_h * win_w
+    window_costs[0] = per_pixel[0] * h * w / areas.size  # bicubic: one whole-image interpolation, shared
+    limit = budget * per_pixel[-1] * h * w
+    mse = table.predict_mse(scores)
+    plan.choices = choose(mse, areas, window_costs, limit)
+    best = float((mse[plan.choices, np.arange(areas.size)] * areas).sum())
+    for j in range(len(model.routes)):
+        loss = float((mse[j] * areas).sum())
+        if per_pixel[j] * h * w <= limit and loss <= best:
+            plan.choices, plan.whole, best = np.full(areas.size, j), True, loss
+    return plan
 
 
 def run_budget(
@@ -81,30 +141,26 @@ def run_budget(
     tile: int = DEFAULT_TILE, halo: int = DEFAULT_HALO,
 ) -> RoutedResult:
     """Super-resolve the HxWx3 uint8 `lr` within `budget` x the full width's cost on the whole image."""
-    check_budget(budget)
-    if cost not in COSTS:
-        raise LeansrError(f"--cost must be one of {', '.join(COSTS)}, not {cost!r}")
     start = time.perf_counter()
-    h, w = lr.shape[:2]
-    rows, win_h = spans(h, tile, halo)
-    cols, win_w = spans(w, tile, halo)
-    tiles = [(r, c) for r in rows for c in cols]
-    scores = np.array([edge_score(lr[r.start:r.stop, c.start:c.stop]) for r, c in tiles])
-    areas = np.array([(r.stop - r.start) * (c.stop - c.start) for r, c in tiles], dtype=np.float64)
-    device = next(model.parameters()).device
-    per_pixel = _per_pixel_costs(model, cost, (win_h, win_w), device)
-    window_costs = per_pixel * win_h * win_w
-    window_costs[0] = per_pixel[0] * h * w / len(tiles)  # bicubic: one whole-image interpolation, shared
-    choices = choose(table.predict_mse(scores), areas, window_costs, budget * per_pixel[-1] * h * w)
-    sr = _execute(model, lr, tiles, choices, (win_h, win_w), device)
+    plan = plan_budget(model, lr, table, budget, cost=cost, tile=tile, halo=halo)
+    if plan.whole:
+        result = run_width(model, lr, model.routes[int(plan.choices[0])])
+        sr, fraction = result.sr, result.cost_fraction
+    else:
+        sr, fraction = execute(model, lr, plan), _fraction(model, plan, lr.shape[0] * lr.shape[1])
     runtime_ms = (time.perf_counter() - start) * 1e3
-    counts = np.bincount(choices, minlength=len(model.routes))
     s = model.scale
-    boxes = [(r.start * s, c.start * s, (r.stop - r.start) * s, (c.stop - c.start) * s) for r, c in tiles]
+    boxes = [(r.start * s, c.start * s, (r.stop - r.start) * s, (c.stop - c.start) * s) for r, c in plan.tiles]
+    counts = np.bincount(plan.choices, minlength=len(model.routes)).tolist()
+    return RoutedResult(sr, plan.choices.reshape(len(plan.rows), len(plan.cols)), counts, fraction, runtime_ms,
+                        boxes)
+
+
+def _fraction(model: SlimmableSR, plan: Plan, pixels: int) -> float:
     macs = route_costs(model)
-    executed = sum(n * macs[wd].macs * win_h * win_w for n, wd in zip(counts, model.routes))
-    return RoutedResult(sr, choices.reshape(len(rows), len(cols)), counts.tolist(),
-                        float(executed / (macs[model.widths[-1]].macs * h * w)), runtime_ms, boxes)
+    counts = np.bincount(plan.choices, minlength=len(model.routes))
+    executed = sum(n * macs[wd].macs * plan.window[0] * plan.window[1] for n, wd in zip(counts, model.routes))
+    return float(executed / (macs[model.widths[-1]].macs * pixels))
 
 
 def _per_pixel_costs(model: SlimmableSR, cost: str, window: tuple[int, int], device: torch.device) -> np.ndarray:
@@ -113,9 +169,10 @@ def _per_pixel_costs(model: SlimmableSR, cost: str, window: tuple[int, int], dev
     return np.array([c.macs for c in route_costs(model).values()], dtype=np.float64)
 
 
-def _execute(model: SlimmableSR, lr: np.ndarray, tiles: list[tuple[Span, Span]], choices: np.ndarray,
-             window: tuple[int, int], device: torch.device) -> np.ndarray:
-    s = model.scale
+def execute(model: SlimmableSR, lr: np.ndarray, plan: Plan) -> np.ndarray:
+    """Run a tiled plan: HxWx3 float64 SR on 0-255, rounded to 8-bit values."""
+    s, tiles, choices, window = model.scale, plan.tiles, plan.choices, plan.window
+    device = next(model.parameters()).device
     x = torch.from_numpy(np.ascontiguousarray(lr)).permute(2, 0, 1)[None].float().div(255.0)
     out = torch.empty(1, 3, lr.shape[0] * s, lr.shape[1] * s)
     if (choices == 0).any():
