@@ -48,12 +48,17 @@ def official_choices(table: QualityTable, scores: np.ndarray, k: float) -> np.nd
     """Route index per patch: argmax over routes of eta * predicted PSNR - cost (first on ties)."""
     if table.official_costs is None:
         raise LeansrError(f"{table.source or 'the table'} lists no route costs, which the official routing needs")
-    if not (math.isfinite(k) and k > 0):
-        raise LeansrError(f"--k must be a positive number, not {k}")
+    check_k(k)
     costs = np.asarray(table.official_costs, dtype=np.float64)
     eta = k * costs[-1]
     values = eta * table.psnr[:, table.bins(scores)] - costs[:, None]
     return values.argmax(axis=0)
+
+
+def check_k(k: float) -> float:
+    if not (math.isfinite(k) and k > 0):
+        raise LeansrError(f"--k must be a positive number, not {k}")
+    return k
 
 
 def run_official(model: SlimmableSR, lr: np.ndarray, table: QualityTable, k: float) -> RoutedResult:

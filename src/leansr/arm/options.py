@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from leansr.arm.budget import COSTS, check_budget, run_budget, run_width
 from leansr.arm.costs import PATCH, route_costs
-from leansr.arm.official import RoutedResult, psnr_rgb_official, round_half_up, run_official
+from leansr.arm.official import RoutedResult, check_k, psnr_rgb_official, round_half_up, run_official
 from leansr.arm.table import QualityTable, load_table, stored_table
 from leansr.errors import LeansrError
 
@@ -59,14 +59,16 @@ def make_router(args: argparse.Namespace, model: Any, weights: str | Path | None
         return lambda lr: run_width(model, lr, width)
     if route not in ROUTES:
         raise LeansrError(f"unknown route {route!r}; use one of {', '.join(ROUTES)}")
-    table = _table(args.lut, model, weights)
     if route == "official":
         if args.k is None or args.budget is not None:
             raise LeansrError("--route official takes --k K (and --lut FILE), not --budget")
+        check_k(args.k)
+        table = _table(args.lut, model, weights)
         return lambda lr: run_official(model, lr, table, args.k)
     if args.budget is None or args.k is not None:
         raise LeansrError("--route budget takes --budget F, not --k")
     check_budget(args.budget)
+    table = _table(args.lut, model, weights)
     return lambda lr: run_budget(model, lr, table, args.budget, cost=args.cost)
 
 
