@@ -53,8 +53,24 @@ class SlimmableSR(SRModel):
     def forward_sr(self, x: Tensor) -> Tensor:
         return self.forward_ratio(x, 1.0)
 
+    def at_width(self, width: int) -> FixedWidth:
+        """A plain SR model running this supernet (shared, not copied) at one width."""
+        return FixedWidth(self, self.check_width(width))
+
     def forward_ratio(self, x: Tensor, ratio: float) -> Tensor:
         raise NotImplementedError
+
+
+class FixedWidth(SRModel):
+    """One width of a supernet as an ordinary model (for evaluation, benchmarks, export)."""
+
+    def __init__(self, supernet: SlimmableSR, width: int) -> None:
+        super().__init__(scale=supernet.scale)
+        self.supernet, self.width = supernet, width
+        self.arch = f"{getattr(supernet, 'arch', type(supernet).__name__)}@{width}"
+
+    def forward_sr(self, x: Tensor) -> Tensor:
+        return self.supernet.forward_width(x, self.width)
 
 
 @register_model("arm_fsrcnn", scales=(4,), checkpoints=("arm-fsrcnn.pth",),
