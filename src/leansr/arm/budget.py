@@ -1,9 +1,10 @@
 """Our routing: every LR pixel covered, tiles routed to meet a cost budget at the least predicted MSE.
 
-The image is cut into `tile` x `tile` cores (the last row/column narrower); each runs inside a window of
-`tile + 2 * halo` pixels, shifted inward at the image borders so every window has one size and the network
-sees the true image border where there is one. Only the core of each window is kept: no averaging, no seams
-(a halo of 2 px costs < 0.003 dB against the whole-image forward of ARM-CARN). The route of each core
+The image is cut into `tile` x `tile` cores (the last row/column narrower). Neighbouring cores of one route
+in a row run together in one window with `halo` pixels of context on each side (rows of windows are shifted
+inward at the image borders so they share one height, and the network sees the true image border where there
+is one). Only the cores are kept: no averaging, no seams (a halo of 2 px costs < 0.003 dB against the
+whole-image forward of ARM-CARN). The route of each core
 minimises `pixels * MSE_j + lambda * C_j`; lambda is found by bisection so the executed cost stays within the
 budget (a fraction of the full width on the whole image, in MACs or in measured time). The bicubic route is
 one interpolation of the whole image; the windows of one width run as batches of one size.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -51,18 +53,23 @@ def check_budget(budget: float) -> float:
     return budget
 
 
-def choose(mse: np.ndarray, areas: np.ndarray, costs: np.ndarray, limit: float) -> np.ndarray:
-    """Route per tile minimising sum(area * mse) with sum(cost) <= limit, by bisection on the multiplier.
+def choose(mse: np.ndarray, areas: np.ndarray, costs: np.ndarray, limit: float,
+           spent: Callable[[np.ndarray], float] | None = None) -> np.ndarray:
+    """Route per tile minimising sum(area * mse) with cost <= limit, by bisection on the multiplier.
 
-    mse: (routes, tiles) predicted MSE; areas: (tiles,) core pixels; costs: (routes,) cost of one window.
+    mse: (routes, tiles) predicted MSE; areas: (tiles,) core pixels; costs: (routes,) or (routes, tiles)
+    nominal cost of a tile on each route; `spent(choice)`: the exact cost of a choice (default: the sum of
+    nominal costs), which may share work between neighbours.
     """
     loss = mse * areas[None, :]
+    costs = np.broadcast_to(costs[:, None] if costs.ndim == 1 else costs, loss.shape)
+    tiles = np.arange(areas.size)
+    if spent is None:
+        def spent(choice: np.ndarray) -> float:
+            return float(costs[choice, tiles].sum())
 
     def pick(lam: float) -> np.ndarray:
-        return np.argmin(loss + lam * costs[:, None], axis=0)
-
-    def spent(choice: np.ndarray) -> float:
-        return float(costs[choice].sum())
+        return np.argmin(loss + lam * costs, axis=0)
 
     best = pick(0.0)
     if spent(best) <= limit:
@@ -70,39 +77,59 @@ def choose(mse: np.ndarray, areas: np.ndarray, costs: np.ndarray, limit: float) 
     lo, hi = 0.0, 1.0
     while spent(pick(hi)) > limit and hi < 1e30:
         lo, hi = hi, hi * 4
-    for _ in range(60):
+    for _ in range(50):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if spent(pick(mid)) > limit else (lo, mid)
-    return _fill(pick(hi), loss, costs, limit)
+    return _fill(pick(hi), loss, costs, limit, spent)
 
 
-def _fill(choice: np.ndarray, loss: np.ndarray, costs: np.ndarray, limit: float) -> np.ndarray:
-    """Spend what the multiplier left over: greedy upgrades by loss saved per extra cost."""
-    choice = choice.copy()
+def _fill(choice: np.ndarray, loss: np.ndarray, costs: np.ndarray, limit: float,
+          spent: Callable[[np.ndarray], float]) -> np.ndarray:
+    """Spend what the multiplier left over: upgrades by loss saved per nominal extra cost, if they fit."""
     tiles = np.arange(choice.size)
-    while True:
-        left = limit - float(costs[choice].sum())
-        extra = costs[:, None] - costs[choice][None, :]  # (routes, tiles)
-        saved = loss[choice, tiles][None, :] - loss
-        ok = (extra > 0) & (extra <= left) & (saved > 0)
-        if not ok.any():
-            return choice
-        ratio = np.where(ok, saved / np.where(extra > 0, extra, 1.0), -np.inf)
-        j, i = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
-        choice[i] = j
+    saved = loss[choice, tiles][None, :] - loss
+    extra = costs - costs[choice, tiles][None, :]
+    ratio = np.where((saved > 0) & (extra > 0), saved / np.where(extra > 0, extra, 1.0), -np.inf)
+    for flat in np.argsort(-ratio, axis=None):
+        j, i = np.unravel_index(int(flat), ratio.shape)
+        if not np.isfinite(ratio[j, i]):
+            break
+        if loss[j, i] >= loss[choice[i], i]:
+            continue  # an earlier upgrade of this tile already did better
+        trial = choice.copy()
+        trial[i] = j
+        if spent(trial) <= limit:
+            choice = trial
+    return choice
 
 
 @dataclass
 class Plan:
     rows: list[Span]
     cols: list[Span]
-    window: tuple[int, int]
+    window_rows: int  # height of every window
+    halo: int
+    width: int  # LR image width
     choices: np.ndarray  # route index per tile, row-major
     whole: bool = False  # one width on the whole image (all choices equal) beat every tiled plan
 
     @property
     def tiles(self) -> list[tuple[Span, Span]]:
         return [(r, c) for r in self.rows for c in self.cols]
+
+    def runs(self, choices: np.ndarray | None = None) -> list[tuple[int, int, int, int]]:
+        """(tile row, first col, last col, route) of each run of equal routes in a row of tiles."""
+        grid = (self.choices if choices is None else choices).reshape(len(self.rows), len(self.cols))
+        out = []
+        for r, row in enumerate(grid):
+            starts = [0, *np.flatnonzero(np.diff(row)) + 1]
+            ends = [*starts[1:], row.size]
+            out += [(r, a, b - 1, int(row[a])) for a, b in zip(starts, ends)]
+        return out
+
+    def columns(self, first: int, last: int) -> tuple[int, int]:
+        """Window columns [left, right) of a run: its cores plus the halo, inside the image."""
+        return max(self.cols[first].start - self.halo, 0), min(self.cols[last].stop + self.halo, self.width)
 
 
 def plan_budget(
@@ -111,7 +138,8 @@ def plan_budget(
 ) -> Plan:
     """Routes of the tiles of `lr` within `budget`; a single whole-image width when it is predicted better.
 
-    Tiles pay for their halos, so on small images one width on the whole image can beat any mix.
+    Neighbouring tiles of one route in a row run as one window, so halos are paid only where routes change;
+    on small images one width on the whole image can still beat any mix.
     """
     check_budget(budget)
     if cost not in COSTS:
@@ -119,15 +147,25 @@ def plan_budget(
     h, w = lr.shape[:2]
     rows, win_h = spans(h, tile, halo)
     cols, win_w = spans(w, tile, halo)
-    plan = Plan(rows, cols, (win_h, win_w), np.zeros(0, dtype=np.int64))
+    plan = Plan(rows, cols, win_h, halo, w, np.zeros(0, dtype=np.int64))
     scores = np.array([edge_score(lr[r.start:r.stop, c.start:c.stop]) for r, c in plan.tiles])
-    areas = np.array([(r.stop - r.start) * (c.stop - c.start) for r, c in plan.tiles], dtype=np.float64)
+    widths = np.array([c.stop - c.start for _, c in plan.tiles], dtype=np.float64)
+    areas = np.array([r.stop - r.start for r, _ in plan.tiles], dtype=np.float64) * widths
     per_pixel = _per_pixel_costs(model, cost, (win_h, win_w), next(model.parameters()).device)
-    window_costs = per_pixel * win_h * win_w
-    window_costs[0] = per_pixel[0] * h * w / areas.size  # bicubic: one whole-image interpolation, shared
+    nominal = per_pixel[:, None] * win_h * widths[None, :]  # a tile's share of a run's window
+    nominal[0] = per_pixel[0] * h * w / areas.size  # bicubic: one whole-image interpolation, shared
     limit = budget * per_pixel[-1] * h * w
+
+    def spent(choice: np.ndarray) -> float:
+        total = per_pixel[0] * h * w if (choice == 0).any() else 0.0
+        for _, first, last, route in plan.runs(choice):
+            if route:
+                left, right = plan.columns(first, last)
+                total += per_pixel[route] * win_h * (right - left)
+        return total
+
     mse = table.predict_mse(scores)
-    plan.choices = choose(mse, areas, window_costs, limit)
+    plan.choices = choose(mse, areas, nominal, limit, spent)
     best = float((mse[plan.choices, np.arange(areas.size)] * areas).sum())
     for j in range(len(model.routes)):
         loss = float((mse[j] * areas).sum())
@@ -157,9 +195,12 @@ def run_budget(
 
 
 def _fraction(model: SlimmableSR, plan: Plan, pixels: int) -> float:
+    """Executed true MACs (bicubic counts none) over the full width's on the whole image."""
     macs = route_costs(model)
-    counts = np.bincount(plan.choices, minlength=len(model.routes))
-    executed = sum(n * macs[wd].macs * plan.window[0] * plan.window[1] for n, wd in zip(counts, model.routes))
+    executed = 0.0
+    for _, first, last, route in plan.runs():
+        left, right = plan.columns(first, last)
+        executed += macs[model.routes[route]].macs * plan.window_rows * (right - left)
     return float(executed / (macs[model.widths[-1]].macs * pixels))
 
 
@@ -170,25 +211,34 @@ def _per_pixel_costs(model: SlimmableSR, cost: str, window: tuple[int, int], dev
 
 
 def execute(model: SlimmableSR, lr: np.ndarray, plan: Plan) -> np.ndarray:
-    """Run a tiled plan: HxWx3 float64 SR on 0-255, rounded to 8-bit values."""
-    s, tiles, choices, window = model.scale, plan.tiles, plan.choices, plan.window
-    device = next(model.parameters()).device
+    """Run a tiled plan: HxWx3 float64 SR on 0-255, rounded to 8-bit values.
+
+    Bicubic is one interpolation of the whole image; the runs of each width are batched by window size.
+    """
+    s, device = model.scale, next(model.parameters()).device
     x = torch.from_numpy(np.ascontiguousarray(lr)).permute(2, 0, 1)[None].float().div(255.0)
     out = torch.empty(1, 3, lr.shape[0] * s, lr.shape[1] * s)
-    if (choices == 0).any():
-        with torch.inference_mode():  # bicubic: the whole image at once, cores copied from it
+    if (plan.choices == 0).any():
+        with torch.inference_mode():
             out.copy_(F.interpolate(x, scale_factor=s, mode="bicubic", align_corners=False))
-    for index, width in enumerate(model.routes[1:], start=1):
-        chosen = np.flatnonzero(choices == index)
-        if chosen.size == 0:
-            continue
-        wins = torch.cat([x[..., tiles[i][0].window:tiles[i][0].window + window[0],
-                            tiles[i][1].window:tiles[i][1].window + window[1]] for i in chosen])
-        sr = run_patches(lambda b, wd=width: model.forward_width(b.to(device), wd).cpu(), wins)
-        for i, patch in zip(chosen, sr):
-            r, c = tiles[i]
-            out[0, :, r.start * s:r.stop * s, c.start * s:c.stop * s] = patch[
-                :, (r.start - r.window) * s:(r.stop - r.window) * s, (c.start - c.window) * s:(c.stop - c.window) * s]
+    groups: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+    for row, first, last, route in plan.runs():
+        if route:
+            left, right = plan.columns(first, last)
+            groups.setdefault((route, right - left), []).append((row, first, last))
+    for (route, span), members in groups.items():
+        wins = []
+        for row, first, _ in members:
+            left = plan.columns(first, first)[0]
+            top = plan.rows[row].window
+            wins.append(x[..., top:top + plan.window_rows, left:left + span])
+        sr = run_patches(lambda b, wd=model.routes[route]: model.forward_width(b.to(device), wd).cpu(),
+                         torch.cat(wins))
+        for (row, first, last), patch in zip(members, sr):
+            r, left = plan.rows[row], plan.columns(first, last)[0]
+            a, b = plan.cols[first].start, plan.cols[last].stop
+            out[0, :, r.start * s:r.stop * s, a * s:b * s] = patch[
+                :, (r.start - r.window) * s:(r.stop - r.window) * s, (a - left) * s:(b - left) * s]
     return np.floor(out[0].clamp(0, 1).permute(1, 2, 0).double().numpy() * 255.0 + 0.5)
 
 
