@@ -24,7 +24,7 @@ from leansr.arm.budget import run_budget, run_width
 from leansr.arm.official import run_official
 from leansr.arm.options import evaluation_runner
 from leansr.arm.table import load_table
-from leansr.checkpoint import load_model
+from leansr.loading import load_model
 from leansr.metrics.evaluate import evaluate_model
 
 OFFICIAL_K = {"arm_carn": (1.30, 1.38, 1.94), "arm_fsrcnn": (0.85, 3.45, 4.0)}
@@ -73,7 +73,7 @@ def main() -> None:
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    model = load_model(args.weights)
+    model = load_model(args.weights).model
     ours, lut = load_table(args.table, model.arch), load_table(args.lut, model.arch)
     rows = {f"width {w}": (lambda lr, w=w: run_width(model, lr, w)) for w in model.routes}
     for k in OFFICIAL_K.get(model.arch, ()):

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from conftest import shared_path
 
 from leansr import create_model, load_model
-from leansr.checkpoint import detect, read_state_dict, save_checkpoint
+from leansr.checkpoint import read_state_dict, save_checkpoint
+from leansr.registry import detect
 from leansr.errors import LeansrError
 from leansr.layers.slimmable import SlimConv2d
 
@@ -27,7 +28,7 @@ def _official(stem: str):
 def test_official_supernet_matches_reference_at_every_width(tmp_path, stem):
     neutral = tmp_path / "weights.pth"  # detected by layout, not by name
     shutil.copyfile(_official(stem), neutral)
-    model = load_model(neutral)
+    model = load_model(neutral).model
     arch, widths = OFFICIAL[stem]
     assert (model.arch, model.widths) == (arch, widths)
     for width in widths:
@@ -47,8 +48,8 @@ def test_detection_and_round_trip_keep_the_widths(tmp_path, stem):
     state, _ = read_state_dict(_official(stem))
     found = detect(state)
     assert found.arch == OFFICIAL[stem][0] and found.hparams["widths"] == OFFICIAL[stem][1]
-    model = load_model(_official(stem))
-    again = load_model(save_checkpoint(model, tmp_path / "m.safetensors"))
+    model = load_model(_official(stem)).model
+    again = load_model(save_checkpoint(model, tmp_path / "m.safetensors")).model
     assert again.widths == model.widths
     x = torch.rand(1, 3, 12, 12)
     with torch.no_grad():

@@ -40,7 +40,7 @@ def test_edge_score_is_the_documented_laplacian():
 
 def _check_official(stem: str, key: str, names: list[str] | None = None) -> None:
     reference = json.loads(shared_path("reference", "arm_official_routing.json").read_text())[stem][key]
-    model = load_model(shared_path("weights", "chenbong-ARM-Net", f"{stem}.pth"))
+    model = load_model(shared_path("weights", "chenbong-ARM-Net", f"{stem}.pth")).model
     table = load_table(shared_path("reference", "arm_official_lut.json"), model.arch)
     k = float(key.removeprefix("k="))
     for name, expected in reference["per_image"].items():

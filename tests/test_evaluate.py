@@ -14,7 +14,7 @@ import torch
 from PIL import Image as PILImage
 
 from conftest import shared_path
-from leansr.checkpoint import load_model
+from leansr.loading import load_model
 from leansr.cli import main
 from leansr.data.imresize import bicubic_degrade, imresize, mod_crop, quantize_uint8
 from leansr.errors import CheckpointError, LeansrError
@@ -158,9 +158,9 @@ def _official_model(stem: str) -> torch.nn.Module:
             raise
         pytest.skip(f"no registered model recognises {files[0].name} yet")
     if width:
-        if not hasattr(model, "at_width"):
-            pytest.skip(f"{type(model).__name__} has no at_width() for the {stem} sub-network")
-        model = model.at_width(int(width))
+        if not hasattr(model.model, "at_width"):
+            pytest.skip(f"{type(model.model).__name__} has no at_width() for the {stem} sub-network")
+        model = model.model.at_width(int(width))
     return model
 
 

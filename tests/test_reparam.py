@@ -195,8 +195,8 @@ def test_deployed_checkpoint_round_trip(name: str, tmp_path) -> None:
     fused = leansr.reparameterize_model(model)
     path = leansr.save_checkpoint(fused, tmp_path / "deployed.safetensors")
     loaded = leansr.load_model(path)
-    assert loaded.deployed and is_reparameterized(loaded)
-    assert loaded.state_dict().keys() == fused.state_dict().keys()
+    assert loaded.deployed and is_reparameterized(loaded.model)
+    assert loaded.model.state_dict().keys() == fused.state_dict().keys()
     x = torch.rand(1, model.in_channels, 9, 13, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         assert torch.equal(loaded(x), fused(x))
@@ -219,7 +219,7 @@ def test_deploy_cli_writes_fused_checkpoint(tmp_path, capsys) -> None:
     assert source.read_bytes() == original_bytes
     assert not [p for p in target.parent.iterdir() if p.name.endswith(".tmp")]
     loaded = leansr.load_model(target)
-    assert loaded.deployed and is_reparameterized(loaded) and loaded.scale == 3
+    assert loaded.deployed and is_reparameterized(loaded.model) and loaded.scale == 3
     x = torch.rand(1, 1, 8, 7)
     with torch.no_grad():
         assert relative_error(loaded(x), model(x)) <= 1e-5

@@ -1,7 +1,6 @@
-"""Running many same-size patches through one route, a batch at a time.
+"""Running many same-size windows through one route, batched by the engine's executor.
 
-The seam to the engine's batched executor (`leansr.engine`, issue 8): every ARM route goes through
-`run_patches`, so switching executors is a change here only.
+The one seam between ARM routing and the engine: every route's windows go through `run_patches`.
 """
 
 from __future__ import annotations
@@ -11,12 +10,15 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-DEFAULT_BATCH = 64  # 32x32 patches: ~20 MB of activations for CARN at full width
+from leansr.engine import run_batches
+
+DEFAULT_BATCH = 64  # 36x36 windows: ~25 MB of activations for CARN at full width
 
 
-def run_patches(fn: Callable[[Tensor], Tensor], patches: Tensor, *, batch: int = DEFAULT_BATCH) -> Tensor:
-    """`fn` over `patches` (N, C, h, w) in batches of `batch`, results concatenated; no gradients."""
+def run_patches(fn: Callable[[Tensor], Tensor], patches: Tensor, *, device: torch.device,
+                batch: int = DEFAULT_BATCH) -> Tensor:
+    """`fn` over `patches` (N, C, h, w) on `device`, `batch` at a time; outputs on the patches' device."""
     if patches.shape[0] == 0:
         raise ValueError("no patches to run")
-    with torch.inference_mode():
-        return torch.cat([fn(patches[i:i + batch]) for i in range(0, patches.shape[0], batch)])
+    outs = run_batches(fn, list(patches.split(1)), max_batch=batch, device=device)
+    return torch.cat([out for _, out in outs])

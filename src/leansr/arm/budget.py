@@ -232,8 +232,8 @@ def execute(model: SlimmableSR, lr: np.ndarray, plan: Plan) -> np.ndarray:
             left = plan.columns(first, first)[0]
             top = plan.rows[row].window
             wins.append(x[..., top:top + plan.window_rows, left:left + span])
-        sr = run_patches(lambda b, wd=model.routes[route]: model.forward_width(b.to(device), wd).cpu(),
-                         torch.cat(wins))
+        sr = run_patches(lambda b, wd=model.routes[route]: model.forward_width(b, wd), torch.cat(wins),
+                         device=device)
         for (row, first, last), patch in zip(members, sr):
             r, left = plan.rows[row], plan.columns(first, last)[0]
             a, b = plan.cols[first].start, plan.cols[last].stop

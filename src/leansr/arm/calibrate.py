@@ -52,7 +52,7 @@ def tile_samples(model: SlimmableSR, hr: np.ndarray, *, tile: int = DEFAULT_TILE
                 whole = F.interpolate(x, scale_factor=s, mode="bicubic", align_corners=False)[0]
             cores = [whole[:, r.start * s:r.stop * s, c.start * s:c.stop * s] for r, c in tiles]
         else:
-            sr = run_patches(lambda b, wd=width: model.forward_width(b.to(device), wd).cpu(), wins)
+            sr = run_patches(lambda b, wd=width: model.forward_width(b, wd), wins, device=device)
             cores = [out[:, (r.start - r.window) * s:(r.stop - r.window) * s,
                          (c.start - c.window) * s:(c.stop - c.window) * s] for out, (r, c) in zip(sr, tiles)]
         mse[j] = [_core_mse(core, target, r, c, s) for core, (r, c) in zip(cores, tiles)]

@@ -75,7 +75,7 @@ def run_official(model: SlimmableSR, lr: np.ndarray, table: QualityTable, k: flo
     for index, width in enumerate(model.routes):
         chosen = np.flatnonzero(choices == index)
         if chosen.size:
-            sr = run_patches(lambda b, w=width: model.forward_width(b.to(device), w), patches[chosen])
+            sr = run_patches(lambda b, w=width: model.forward_width(b, w), patches[chosen], device=device)
             out[chosen] = sr.clamp(0, 1).mul(255).round().permute(0, 2, 3, 1).double().cpu().numpy()
     merged = np.zeros(((rows[-1] + PATCH) * s, (cols[-1] + PATCH) * s, 3))
     count = np.zeros(merged.shape[:2] + (1,))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,6 +16,8 @@ from leansr.arm.budget import COSTS, check_budget, run_budget, run_width
 from leansr.arm.costs import PATCH, route_costs
 from leansr.arm.official import RoutedResult, check_k, psnr_rgb_official, round_half_up, run_official
 from leansr.arm.table import QualityTable, load_table, stored_table
+from leansr.data.image_io import Image, write_pixels
+from leansr.engine import QuantizedImage
 from leansr.errors import LeansrError
 
 ROUTES = ("official", "budget")
@@ -115,20 +118,35 @@ def summarize(per_image: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def routed_image(router: Router, image: Any, scale: int) -> tuple[Any, RoutedResult]:
-    """Route an `Image` (8-bit protocol: gray repeated to RGB); the result keeps gray/alpha, at 8 bits."""
-    rgb = image.pixels if image.channels == 3 else np.repeat(image.pixels, 3, axis=2)
-    result = router(np.floor(np.clip(rgb, 0, 1) * 255.0 + 0.5).astype(np.uint8))
-    pixels = round_half_up(result.sr).astype(np.float32) / 255.0
-    h, w = pixels.shape[:2]  # the official routing covers less than the whole image
-    if image.channels == 1:
-        pixels = pixels.mean(axis=2, keepdims=True)
-    alpha = image.alpha
-    if alpha is not None:  # bicubic, cut like the pixels
-        a = torch.from_numpy(np.ascontiguousarray(alpha, dtype=np.float32))[None, None]
-        alpha = F.interpolate(a, scale_factor=scale, mode="bicubic", align_corners=False)[0, 0, :h, :w]
-        alpha = alpha.clamp(0, 1).numpy()
-    return dataclasses.replace(image, pixels=pixels, alpha=alpha, bit_depth=8), result
+@dataclass
+class Routing:
+    """What `leansr upscale` runs instead of the engine when routing was asked for."""
+
+    router: Router
+    scale: int
+    route_map: Path | None = None
+
+    def upscale(self, image: Image, src: Path, *, many: bool = False) -> QuantizedImage:
+        """Route an `Image` (8-bit protocol: gray repeated to RGB); keeps gray/alpha layout, 8 bits out."""
+        rgb = image.pixels if image.channels == 3 else np.repeat(image.pixels, 3, axis=2)
+        result = self.router(np.floor(np.clip(rgb, 0, 1) * 255.0 + 0.5).astype(np.uint8))
+        data = round_half_up(result.sr)
+        h, w = data.shape[:2]  # the official routing covers less than the whole image
+        if image.channels == 1:
+            data = np.floor(data.mean(axis=2, keepdims=True) + 0.5).astype(np.uint8)
+        if image.alpha is not None:  # bicubic, cut like the pixels
+            a = torch.from_numpy(np.ascontiguousarray(image.alpha, dtype=np.float32))[None, None]
+            alpha = F.interpolate(a, scale_factor=self.scale, mode="bicubic", align_corners=False)[0, 0, :h, :w]
+            data = np.concatenate([data, round_half_up(alpha.numpy()[..., None] * 255.0)], axis=2)
+        if self.route_map is not None:
+            write_pixels(route_map_path(self.route_map, src, many), round_half_up(route_map(result) * 255.0),
+                         colour=3)
+        return QuantizedImage(data, image.channels, image.alpha is not None, dataclasses.replace(image, bit_depth=8))
+
+
+def routing_from_args(args: argparse.Namespace, model: Any, weights: str | Path | None) -> Routing | None:
+    router = make_router(args, model, weights)
+    return None if router is None else Routing(router, int(model.scale), getattr(args, "route_map", None))
 
 
 def route_map(result: RoutedResult) -> np.ndarray:

@@ -30,7 +30,7 @@ def _best_time(model: SlimmableSR, x: torch.Tensor, width: int) -> float:
             with torch.inference_mode():
                 F.interpolate(x, scale_factor=model.scale, mode="bicubic", align_corners=False)
         else:
-            run_patches(lambda b: model.forward_width(b, width), x)
+            run_patches(lambda b: model.forward_width(b, width), x, device=x.device)
         if x.device.type == "cuda":
             torch.cuda.synchronize(x.device)
         return time.perf_counter() - start

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 from leansr.bench.plots import plot_correlation_heatmap, plot_quality_vs_cost
 from leansr.bench.stats import spearman
 from leansr.bench.timing import SPREAD_WARNING
-from leansr.checkpoint import atomic_path
+from leansr.atomic import atomic_path
 
 # Cost measures correlated with runtime, by record key -> label.
 COST_METRICS = {

@@ -11,7 +11,9 @@ import torch
 
 from leansr.arm.calibrate import DEFAULT_BINS, calibrate
 from leansr.arm.table import TABLE_KEY
-from leansr.checkpoint import atomic_path, load_model, read_state_dict, save_checkpoint
+from leansr.atomic import atomic_path
+from leansr.checkpoint import read_state_dict, save_checkpoint
+from leansr.loading import load_model
 from leansr.errors import LeansrError
 from leansr.metrics.evaluate import list_images
 
@@ -46,7 +48,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         raise LeansrError(f"--bins must be at least 2, not {args.bins}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_model(args.weights)
+    model = load_model(args.weights).model
     if not hasattr(model, "forward_width"):
         raise LeansrError(f"{args.weights} holds {model.arch}, not an ARM supernet (arm_fsrcnn, arm_carn, ...)")
     files = [f for folder in args.data for f in list_images(folder)]

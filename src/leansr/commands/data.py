@@ -99,7 +99,7 @@ def sub_image_starts(length: int, size: int, step: int) -> list[int]:
 def _save_png(pixels: np.ndarray, path: Path) -> None:
     from PIL import Image
 
-    from leansr.checkpoint import atomic_path
+    from leansr.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         # Low compression: these files are read thousands of times and written once.

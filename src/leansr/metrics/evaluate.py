@@ -19,7 +19,8 @@ from leansr.data.image_io import IMAGE_SUFFIXES, read_rgb_uint8
 from leansr.data.imresize import bicubic_degrade, mod_crop, quantize_uint8
 from leansr.errors import LeansrError
 from leansr.color import ImageAdapter
-from leansr.inference import model_device, upscale_tensor
+from leansr.engine import upscale_tensor
+from leansr.runtime import model_device
 from leansr.metrics.psnr_ssim import Y_CONVENTIONS, YConvention, psnr, ssim
 
 
@@ -51,6 +52,7 @@ def evaluate_model(
     `runner(lr, hr) -> (sr_uint8, fields)` replaces the plain forward (e.g. ARM routing): metrics are taken on
     the region its SR covers (top-left), and its fields join the image's entry.
     """
+    model = getattr(model, "model", model)  # a ModelDescriptor runs its module
     if y_convention not in Y_CONVENTIONS:
         raise LeansrError(f"unknown Y convention {y_convention!r}; use one of {', '.join(Y_CONVENTIONS)}")
     model_scale = getattr(model, "scale", scale)

@@ -11,12 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from leansr.checkpoint import Detection, StateDict, register_detector
 from leansr.errors import LeansrError
 from leansr.layers.slimmable import SlimConv2d, SlimConvTranspose2d, SlimSequential, WidthAware, run_slim
-from leansr.models._layout import numbered, shapes_match
+from leansr.models._layout import Detection, StateDict, numbered, shapes_match
 from leansr.models.base import SRModel
-from leansr.registry import register_model
 
 _RGB = 3
 _CARN_MEAN = (0.4488, 0.4371, 0.4040)
@@ -73,8 +71,9 @@ class FixedWidth(SRModel):
         return self.supernet.forward_width(x, self.width)
 
 
-@register_model("arm_fsrcnn", scales=(4,), checkpoints=("arm-fsrcnn.pth",),
-                summary="ARM slimmable FSRCNN supernet, widths 16/36/56 (+bicubic)")
+_DECONV_PADDING = {2: (4, 1), 3: (3, 0), 4: (3, 1)}  # x4 is the official one
+
+
 class ARMFSRCNN(SlimmableSR):
     """FSRCNN: 5x5 feature conv (sliced out), shrink 1x1, m 3x3 maps, expand 1x1 (sliced out), 9x9 deconv."""
 
@@ -88,8 +87,9 @@ class ARMFSRCNN(SlimmableSR):
         layers += [SlimConv2d(shrink, shrink, 3, padding=1, slice_out=False) for _ in range(mapping)]
         layers += [nn.PReLU(), SlimSequential(SlimConv2d(shrink, channels, 1), nn.PReLU())]
         self.body_conv = SlimSequential(*layers)
-        # (H - 1) * 4 - 2 * 3 + 9 + 1 = 4H: this padding is exact at x4 only.
-        self.tail_conv = SlimConvTranspose2d(channels, _RGB, 9, stride=scale, padding=3, output_padding=1)
+        padding, output_padding = _DECONV_PADDING[scale]  # (H - 1) * s - 2p + 9 + op = sH
+        self.tail_conv = SlimConvTranspose2d(channels, _RGB, 9, stride=scale, padding=padding,
+                                             output_padding=output_padding)
 
     def forward_ratio(self, x: Tensor, ratio: float) -> Tensor:
         return self.tail_conv(self.body_conv(self.head_conv(x, ratio), ratio), ratio)
@@ -153,8 +153,6 @@ def _upsampler(channels: int, scale: int, groups: int) -> SlimSequential:
     return SlimSequential(*layers)
 
 
-@register_model("arm_carn", scales=(2, 3, 4), checkpoints=("arm-carn.pth",),
-                summary="ARM slimmable CARN-M supernet (groups 4), widths 36/52/64 (+bicubic)")
 class ARMCARN(SlimmableSR):
     """CARN-M: entry 3x3, three cascading blocks in a cascade, grouped pixel-shuffle upsampler, exit 3x3."""
 
@@ -186,8 +184,6 @@ class _SlimResBlock(WidthAware):
         return x + self.conv2(F.relu(self.conv1(x, ratio)), ratio)
 
 
-@register_model("arm_srresnet", scales=(2, 3, 4),
-                summary="ARM slimmable MSRResNet supernet, widths 36/52/64 (+bicubic)")
 class ARMSRResNet(SlimmableSR):
     """MSRResNet with sliced convs; the names are KAIR's (`recon_trunk`, `HRconv`) as in ARM-Net."""
 
@@ -223,12 +219,12 @@ def _widths(arch: str, channels: int) -> tuple[int, ...]:
     return _OFFICIAL_WIDTHS.get((arch, channels), (channels,))
 
 
-@register_detector("arm_fsrcnn")
 def detect_arm_fsrcnn(state_dict: StateDict) -> Detection | None:
     if not {"head_conv.0.weight", "body_conv.0.0.weight", "tail_conv.weight"} <= state_dict.keys():
         return None
     channels = state_dict["head_conv.0.weight"].shape[0]
     maps = [i for i in numbered(state_dict, r"body_conv\.(\d+)\.weight") if state_dict[f"body_conv.{i}.weight"].dim() == 4]
+    # The deconv's shape does not tell its stride: the official supernet is x4.
     hparams = {"scale": 4, "channels": channels, "shrink": state_dict["body_conv.0.0.weight"].shape[0],
                "mapping": len(maps), "widths": _widths("arm_fsrcnn", channels)}
     if not shapes_match(ARMFSRCNN, hparams, state_dict):
@@ -236,7 +232,6 @@ def detect_arm_fsrcnn(state_dict: StateDict) -> Detection | None:
     return Detection("arm_fsrcnn", hparams, state_dict, notes=[f"slimmable widths {hparams['widths']}"])
 
 
-@register_detector("arm_carn")
 def detect_arm_carn(state_dict: StateDict) -> Detection | None:
     required = {"sub_mean.weight", "entry.weight", "b1.b1.body.0.weight", "upsample.up.body.0.weight", "exit.weight"}
     if not required <= state_dict.keys():

@@ -20,9 +20,9 @@ from torch.utils.data import DataLoader
 from leansr.checkpoint import save_checkpoint
 from leansr.color import rgb_to_ycbcr
 from leansr.errors import LeansrError
-from leansr.inference import resolve_device
 from leansr.layers.reparam import is_reparameterized, reparameterize_model
 from leansr.registry import create_model, get_model_info
+from leansr.runtime import resolve_device, threads
 from leansr.train import checkpoints
 from leansr.train.config import StageConfig, TrainConfig, save_config, to_dict
 from leansr.train.data import PatchDataset, StreamSampler, collect_samples
@@ -61,8 +61,6 @@ class Trainer:
         self.dist: DistInfo = init_distributed(self.device.type)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
-        if config.threads > 0:
-            torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         missing = [folder for folder in config.data.val if not Path(folder).is_dir()]
         if missing:
@@ -174,6 +172,11 @@ class Trainer:
                           prefetch_factor=4 if cfg.workers > 0 else None)
 
     def train(self, max_steps: int | None = None) -> Path:
+        """Train (to the end, or `max_steps` more steps) with the configured thread count, then restore it."""
+        with threads(self.config.threads if self.config.threads > 0 else None):
+            return self._train(max_steps)
+
+    def _train(self, max_steps: int | None) -> Path:
         """Train to the end (or `max_steps` more steps); returns the run folder."""
         from tqdm import tqdm
 
