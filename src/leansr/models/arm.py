@@ -42,6 +42,10 @@ class SlimmableSR(SRModel):
             )
         return width
 
+    def forward(self, x: Tensor, width: int | None = None) -> Tensor:
+        """The full width (a plain SR forward), or one width: `width=` reaches DDP-wrapped training."""
+        return super().forward(x) if width is None else self.forward_width(x, width)
+
     def forward_width(self, x: Tensor, width: int) -> Tensor:
         """SR of 0-1 `x` at one width; 0 = bicubic (PyTorch's, as the official code)."""
         if self.check_width(width) == 0:
