@@ -227,7 +227,8 @@ def detect_arm_fsrcnn(state_dict: StateDict) -> Detection | None:
     if not {"head_conv.0.weight", "body_conv.0.0.weight", "tail_conv.weight"} <= state_dict.keys():
         return None
     channels = state_dict["head_conv.0.weight"].shape[0]
-    maps = [i for i in numbered(state_dict, r"body_conv\.(\d+)\.weight") if state_dict[f"body_conv.{i}.weight"].dim() == 4]
+    convs = numbered(state_dict, r"body_conv\.(\d+)\.weight")
+    maps = [i for i in convs if state_dict[f"body_conv.{i}.weight"].dim() == 4]  # PReLUs are 1-D
     # The deconv's shape does not tell its stride: the official supernet is x4.
     hparams = {"scale": 4, "channels": channels, "shrink": state_dict["body_conv.0.0.weight"].shape[0],
                "mapping": len(maps), "widths": _widths("arm_fsrcnn", channels)}
