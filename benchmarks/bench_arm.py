@@ -69,6 +69,7 @@ def main() -> None:
     p.add_argument("--lut", type=Path, required=True, help="the official LUT file")
     p.add_argument("--data", type=Path, nargs="+", required=True)
     p.add_argument("--budgets", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8, 0.9])
+    p.add_argument("--time-budgets", type=float, nargs="*", default=[0.7], help="budgets with --cost time")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path)
     args = p.parse_args()
@@ -82,6 +83,8 @@ def main() -> None:
         rows[f"full width on official k={k} region"] = covered_full(model, official)
     for b in args.budgets:
         rows[f"ours budget {b}"] = (lambda lr, b=b: run_budget(model, lr, ours, b))
+    for b in args.time_budgets:
+        rows[f"ours budget {b} (time)"] = (lambda lr, b=b: run_budget(model, lr, ours, b, cost="time"))
     results = {"model": model.arch, "rows": evaluate_rows(model, args.data, rows)}
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")

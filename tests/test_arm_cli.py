@@ -41,7 +41,7 @@ def test_calibrate_then_upscale_within_a_budget(tmp_path, supernet, photos):
                  "--bins", "4"]) == 0
     table = stored_table(calibrated)
     assert table is not None and table.routes == (0, 16, 36, 56) and table.mse.shape[0] == 4
-    assert table.counts.sum() == 2 * 4  # 96x96 LR: 2x2 tiles of 48 px per image
+    assert table.counts.sum() == 2 * 9  # 96x96 LR: 3x3 tiles of 32 px per image
     out = tmp_path / "out"
     lr = photos / "p0.png"
     assert main(["upscale", str(lr), "-o", str(out), "--weights", str(calibrated), "--budget", "0.5",

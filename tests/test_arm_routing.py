@@ -142,7 +142,7 @@ def test_budget_routing_covers_the_image_within_budget():
     lr = (np.random.default_rng(3).random((100, 120, 3)) * 255).astype(np.uint8)
     lr[:, :60] = 128  # flat half: bicubic is as good there
     table = _tiny_table(model)
-    assert run_budget(model, lr, table, 1.0).routes == [0, 0, 0, 9]  # whole image at full width
+    assert run_budget(model, lr, table, 1.0, tile=48).routes == [0, 0, 0, 9]  # whole image at full width
     cheap = run_budget(model, lr, table, 0.5, tile=16, halo=2)
     assert cheap.sr.shape == (400, 480, 3) and sum(cheap.routes) == 7 * 8
     assert cheap.cost_fraction <= 0.5 and 0 < cheap.routes[0] < 56
@@ -153,3 +153,14 @@ def test_budget_routing_covers_the_image_within_budget():
     for (t, l, h, w), route in zip(cheap.boxes, cheap.choices.ravel()):
         if route == 0:
             assert np.array_equal(cheap.sr[t:t + h, l:l + w], bicubic[t:t + h, l:l + w])
+
+
+def test_time_costs_are_measured_per_route():
+    from leansr.arm.timing import route_times
+
+    model = create_model("arm_fsrcnn").eval()
+    times = route_times(model, (20, 20), torch.device("cpu"))
+    assert len(times) == 4 and all(t > 0 for t in times) and times[-1] > times[0]
+    lr = (np.random.default_rng(4).random((40, 40, 3)) * 255).astype(np.uint8)
+    result = run_budget(model, lr, _tiny_table(model), 0.5, cost="time", tile=16, halo=2)
+    assert result.sr.shape == (160, 160, 3) and sum(result.routes) == 9

@@ -29,7 +29,7 @@ from leansr.arm.timing import route_times
 from leansr.errors import LeansrError
 from leansr.models.arm import SlimmableSR
 
-DEFAULT_TILE, DEFAULT_HALO = 48, 2
+DEFAULT_TILE, DEFAULT_HALO = 32, 2
 COSTS = ("macs", "time")
 
 
