@@ -49,8 +49,10 @@ def test_calibrate_then_upscale_within_a_budget(tmp_path, supernet, photos):
     assert read_image(out / "p0_x4.png").pixels.shape == (1536, 1536, 3)
     assert read_image(tmp_path / "map.png").pixels.shape == (1536, 1536, 3)
     as_json = tmp_path / "table.json"
-    assert main(["arm", "calibrate", "--weights", str(supernet), "--data", str(photos), "-o", str(as_json)]) == 0
-    assert QualityTable.from_json(json.loads(as_json.read_text())).routes == (0, 16, 36, 56)
+    assert main(["arm", "calibrate", "--weights", str(supernet), "--data", str(photos), "-o", str(as_json),
+                 "--hr-scale", "0.5"]) == 0
+    shrunk = QualityTable.from_json(json.loads(as_json.read_text()))
+    assert shrunk.routes == (0, 16, 36, 56) and shrunk.counts.sum() == 2 * 4  # 48x48 LR: 2x2 tiles
 
 
 def test_evaluate_json_has_the_routing_fields(tmp_path, supernet, photos):

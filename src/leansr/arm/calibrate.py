@@ -23,7 +23,7 @@ from leansr.arm.costs import PATCH, route_costs
 from leansr.arm.edge import edge_score
 from leansr.arm.table import QualityTable
 from leansr.data.image_io import read_rgb_uint8
-from leansr.data.imresize import bicubic_degrade, mod_crop
+from leansr.data.imresize import bicubic_degrade, imresize, mod_crop, quantize_uint8
 from leansr.errors import LeansrError
 from leansr.models.arm import SlimmableSR
 
@@ -79,11 +79,18 @@ def build_table(scores: np.ndarray, mse: np.ndarray, *, bins: int = DEFAULT_BINS
     return centers, mean_mse, mean_psnr, counts
 
 
-def calibrate(model: SlimmableSR, files: Iterable[Path], *, bins: int = DEFAULT_BINS,
+def calibrate(model: SlimmableSR, files: Iterable[Path], *, bins: int = DEFAULT_BINS, hr_scale: float = 1.0,
               progress: Callable[[Path], None] | None = None) -> QualityTable:
+    """The table over `files`; `hr_scale` < 1 first shrinks each HR (MATLAB bicubic), which washes out JPEG
+    artefacts that no SR width can restore and that otherwise hide the differences between widths."""
+    if not 0 < hr_scale <= 1:
+        raise LeansrError(f"--hr-scale must be in (0, 1], not {hr_scale}")
     all_scores, all_mse = [], []
     for path in files:
-        scores, mse = tile_samples(model, read_rgb_uint8(path))
+        hr = read_rgb_uint8(path)
+        if hr_scale < 1:
+            hr = quantize_uint8(imresize(hr, hr_scale))
+        scores, mse = tile_samples(model, hr)
         all_scores.append(scores)
         all_mse.append(mse)
         if progress is not None:

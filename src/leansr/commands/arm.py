@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--data", type=Path, action="append", required=True, help="HR image folder (repeatable)")
     c.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help=".safetensors or .json")
     c.add_argument("--bins", type=int, default=DEFAULT_BINS, help=f"edge bins, equal counts (default {DEFAULT_BINS})")
+    c.add_argument("--hr-scale", type=float, default=1.0, metavar="F",
+                   help="shrink each HR by F first (e.g. 0.5 for JPEG photos: removes compression artefacts)")
     c.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
     c.add_argument("--force", action="store_true", help="overwrite OUT if it exists (never the weights)")
     c.set_defaults(func=run_calibrate)
@@ -52,7 +54,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     if not hasattr(model, "forward_width"):
         raise LeansrError(f"{args.weights} holds {model.arch}, not an ARM supernet (arm_fsrcnn, arm_carn, ...)")
     files = [f for folder in args.data for f in list_images(folder)]
-    table = calibrate(model, files, bins=args.bins,
+    table = calibrate(model, files, bins=args.bins, hr_scale=args.hr_scale,
                       progress=lambda p: print(f"  {p.name}", file=sys.stderr, flush=True))
     if args.output.suffix == ".json":
         with atomic_path(args.output) as tmp:
