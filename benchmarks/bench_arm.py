@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,7 @@ def main() -> None:
     p.add_argument("--data", type=Path, nargs="+", required=True)
     p.add_argument("--budgets", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8, 0.9])
     p.add_argument("--time-budgets", type=float, nargs="*", default=[0.7], help="budgets with --cost time")
+    p.add_argument("--only", help="run the rows whose label matches this regular expression")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path)
     args = p.parse_args()
@@ -85,6 +87,8 @@ def main() -> None:
         rows[f"ours budget {b}"] = (lambda lr, b=b: run_budget(model, lr, ours, b))
     for b in args.time_budgets:
         rows[f"ours budget {b} (time)"] = (lambda lr, b=b: run_budget(model, lr, ours, b, cost="time"))
+    if args.only:
+        rows = {label: run for label, run in rows.items() if re.search(args.only, label)}
     results = {"model": model.arch, "rows": evaluate_rows(model, args.data, rows)}
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
