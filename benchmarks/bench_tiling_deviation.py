@@ -1,10 +1,11 @@
 """How far forced tiling moves the output of models that are not local (RLFN, E-RFDN: ESA's pooling grid).
 
-Each official checkpoint upscales the LR of Set14 images (MATLAB-style bicubic x4) whole and with forced
-tiles, at the default blending overlap and at an overlap covering the model's ESA receptive field (the
-radius its context declares); deviations are on the 8-bit scale (gray levels) after clamping and rounding.
+Each official checkpoint upscales LR photos (the first training photos, MATLAB-style bicubic x1/2: about
+512x384) whole and with forced tiles, at the default blending overlap and at an overlap covering the
+model's ESA receptive field (the radius its context declares); deviations are on the 8-bit scale (gray
+levels) after clamping and rounding.
 
-    .venv/bin/python benchmarks/bench_tiling_deviation.py --tile 128
+    .venv/bin/python benchmarks/bench_tiling_deviation.py --tile 300
 """
 
 from __future__ import annotations
@@ -30,19 +31,20 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--tile", type=int, default=128)
-    parser.add_argument("--images", type=int, default=4)
+    parser.add_argument("--tile", type=int, default=300)
+    parser.add_argument("--images", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(2)
-    files = sorted((SHARED / "data" / "Set14").glob("*.png"))[:args.images]
-    print(f"| model | overlap | max dev. (gray levels) | mean dev. | pixels off by > 1 |")
+    files = sorted(p for p in (SHARED / "data" / "train").glob("*") if p.suffix.lower() in (".png", ".jpg"))
+    files = files[:args.images]
+    print(f"| model | overlap (LR px) | max dev. (gray levels) | mean dev. | pixels off by > 1 |")
     print("|---|---|---|---|---|")
     for checkpoint in CHECKPOINTS:
         d = load_model(SHARED / "weights" / checkpoint)
         for overlap in (DEFAULT_OVERLAP, d.context.radius):
             devs, over = [], 0
             for f in files:
-                lr = bicubic_degrade(mod_crop(read_rgb_uint8(f), 4), 4)
+                lr = bicubic_degrade(mod_crop(read_rgb_uint8(f), 2), 2)
                 x = torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255
                 whole = to_uint8(upscale_tensor(d, x, tile=0))
                 tiled = to_uint8(upscale_tensor(d, x, tile=max(args.tile, 2 * overlap + 8), tile_overlap=overlap,

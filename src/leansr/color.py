@@ -12,10 +12,12 @@ from leansr.data.imresize import imresize
 
 Model = Callable[[Tensor], Tensor]
 # MATLAB rgb2ycbcr (BT.601, studio swing) on the 0-1 scale: ycbcr = OFFSET + MATRIX @ rgb.
-_YCBCR_MATRIX = torch.tensor([[65.481, 128.553, 24.966],
-                              [-37.797, -74.203, 112.0],
-                              [112.0, -93.786, -18.214]], dtype=torch.float64) / 255.0
-_YCBCR_OFFSET = torch.tensor([16.0, 128.0, 128.0], dtype=torch.float64) / 255.0
+BT601_MATRIX = ((65.481, 128.553, 24.966),  # rows: Y, Cb, Cr from R, G, B on 0-255
+                (-37.797, -74.203, 112.0),
+                (112.0, -93.786, -18.214))
+BT601_OFFSET = (16.0, 128.0, 128.0)
+_YCBCR_MATRIX = torch.tensor(BT601_MATRIX, dtype=torch.float64) / 255.0
+_YCBCR_OFFSET = torch.tensor(BT601_OFFSET, dtype=torch.float64) / 255.0
 BICUBIC_RADIUS = 2  # LR pixels an upscaling bicubic kernel reaches
 _LUMA = (0.299, 0.587, 0.114)  # BT.601 luma, to turn an RGB model's output back into gray
 

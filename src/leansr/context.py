@@ -22,6 +22,7 @@ ContextKind = Literal["local", "approximate", "global"]
 class Context:
     kind: ContextKind
     radius: int = 0  # LR pixels; for `global` the radius of its local part (0 when unknown)
+    stride: int = 1  # total downsampling inside the model (ESA: 2 x 3): tile origins align to it
 
     @property
     def exact_tiling(self) -> bool:
@@ -32,15 +33,15 @@ class Context:
 
     def widened(self, radius: int) -> Context:
         """The context after composing with a local step of `radius` (e.g. a colour adapter's bicubic)."""
-        return Context(self.kind, max(self.radius, radius))
+        return Context(self.kind, max(self.radius, radius), self.stride)
 
 
 def local(radius: int) -> Context:
     return Context("local", int(radius))
 
 
-def approximate(radius: int) -> Context:
-    return Context("approximate", int(radius))
+def approximate(radius: int, stride: int = 1) -> Context:
+    return Context("approximate", int(radius), int(stride))
 
 
 GLOBAL = Context("global")

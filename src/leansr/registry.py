@@ -64,8 +64,11 @@ class ModelInfo:
         return self.family.context(hparams)
 
 
-def _rule(kind: Callable[[int], Context], radius: Callable[[Mapping[str, Any]], int]) -> ContextRule:
-    return lambda hp: kind(radius(hp))
+def _rule(kind: Callable[..., Context], radius: Callable[[Mapping[str, Any]], int], **extra: int) -> ContextRule:
+    return lambda hp: kind(radius(hp), **extra)
+
+
+ESA_STRIDE = 6  # ESA: a stride-2 conv, then a stride-3 max-pool
 
 
 # Radii are receptive fields in LR pixels (3x3 convs add one each); tests check them by gradient probes.
@@ -74,7 +77,7 @@ _FAMILIES: tuple[Family, ...] = (
         "rlfn": Preset(checkpoints=("rlfn_x2.pth", "rlfn_x4.pth")),
         "rlfn_s": Preset({"channels": 48, "mid_channels": 48}, ("rlfn_s_x2.pth", "rlfn_s_x4.pth")),
         "rlfn_ntire": Preset({"channels": 46, "mid_channels": 48, "num_blocks": 4}, ("rlfn_ntire_x4.pth",)),
-    }, _rule(approximate, lambda hp: 20 * hp["num_blocks"] + 2), (rlfn.detect_rlfn,)),
+    }, _rule(approximate, lambda hp: 20 * hp["num_blocks"] + 2, stride=ESA_STRIDE), (rlfn.detect_rlfn,)),
     Family("imdn", imdn.IMDN, {
         "imdn": Preset(checkpoints=("IMDN_x2.pth", "IMDN_x3.pth", "IMDN_x4.pth")),
     }, lambda hp: GLOBAL, (imdn.detect_imdn,)),
@@ -85,7 +88,7 @@ _FAMILIES: tuple[Family, ...] = (
     Family("rfdn", rfdn.RFDN, {
         "rfdn": Preset(),
         "rfdn_e": Preset({"channels": 50, "num_blocks": 4, "img_range": 255.0}, ("RFDN_AIM.pth",)),
-    }, _rule(approximate, lambda hp: 30 * hp["num_blocks"] + 2), (rfdn.detect_rfdn,)),
+    }, _rule(approximate, lambda hp: 30 * hp["num_blocks"] + 2, stride=ESA_STRIDE), (rfdn.detect_rfdn,)),
     Family("pan", pan.PAN, {
         "pan": Preset(checkpoints=("PANx2_DF2K.pth", "PANx3_DF2K.pth", "PANx4_DF2K.pth")),
     }, _rule(local, lambda hp: 2 * hp["num_blocks"] + 4), (pan.detect_pan,)),

@@ -15,7 +15,7 @@ from leansr.atomic import atomic_path
 from leansr.checkpoint import read_state_dict, save_checkpoint
 from leansr.loading import load_model
 from leansr.errors import LeansrError
-from leansr.metrics.evaluate import list_images
+from leansr.data.image_io import list_images
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -14,7 +14,8 @@ from leansr.atomic import atomic_path
 from leansr.loading import load_model
 from leansr.errors import LeansrError
 from leansr.runtime import resolve_device
-from leansr.metrics.evaluate import evaluate_model, list_images
+from leansr.data.image_io import list_images
+from leansr.metrics.evaluate import evaluate_model
 from leansr.metrics.psnr_ssim import Y_CONVENTIONS
 from leansr.registry import create_model
 

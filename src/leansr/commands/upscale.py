@@ -20,7 +20,7 @@ import cv2
 from tqdm import tqdm
 
 from leansr.arm import options as arm_options
-from leansr.data.image_io import IMAGE_SUFFIXES, WRITE_FORMATS, format_for, output_bits, read_image, write_pixels
+from leansr.data.image_io import WRITE_FORMATS, format_for, list_images, output_bits, read_image, write_pixels
 from leansr.engine import DEFAULT_OVERLAP, QuantizedImage, TileSettings, upscale_image_quantized
 from leansr.errors import LeansrError
 from leansr.loading import ModelDescriptor, resolve_model
@@ -202,11 +202,7 @@ def find_images(paths: list[Path], *, recursive: bool = False) -> dict[Path, Pat
         if path == STDIO or path.is_file():
             found.setdefault(path, None)
         elif path.is_dir():
-            pattern = "**/*" if recursive else "*"
-            images = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not images:
-                raise LeansrError(f"folder {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-            for image in images:
+            for image in list_images(path, recursive=recursive, what="folder"):
                 found.setdefault(image, path)
         else:
             raise LeansrError(f"input {path} does not exist")

@@ -80,6 +80,18 @@ def read_image(path: str | os.PathLike) -> Image:
         raise ImageError(f"{path} is truncated or corrupt ({detail})") from None
 
 
+def list_images(folder: str | os.PathLike, *, recursive: bool = False, what: str = "image folder") -> list[Path]:
+    """Image files in `folder` (and its sub-folders with `recursive`), sorted; ImageError if none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageError(f"{what} {folder} does not exist or is not a folder")
+    files = sorted(p for p in folder.glob("**/*" if recursive else "*")
+                   if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise ImageError(f"{what} {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
+
+
 def read_rgb_uint8(path: str | os.PathLike) -> np.ndarray:
     """HxWx3 uint8 for the benchmark and training protocols: gray repeated to RGB, alpha dropped."""
     pixels = read_image(path).pixels

@@ -62,35 +62,34 @@ def whole_plan(height: int, width: int) -> TilePlan:
     return TilePlan(height, width, "whole", (window,), 0, (0,), (0,))
 
 
-def plan_tiles(height: int, width: int, context: Context, tile: int, *, overlap: int, stride: int = 1) -> TilePlan:
+def plan_tiles(height: int, width: int, context: Context, tile: int, *, overlap: int) -> TilePlan:
     """Plan for forced `tile` (0 = whole image)."""
     if tile == 0 or (tile >= height and tile >= width):
         return whole_plan(height, width)
     if context.exact_tiling:
         rows, cols = math.ceil(height / tile), math.ceil(width / tile)
-        return grid_plan(height, width, context, rows, cols, overlap=overlap, stride=stride)
+        return grid_plan(height, width, context, rows, cols, overlap=overlap)
     if tile <= 2 * overlap:
         raise LeansrError(f"tile size {tile} must be more than twice the overlap {overlap} (see --tile-overlap)")
     tile_h, tile_w = min(tile, height), min(tile, width)
-    return _blend_plan(height, width, tile_h, tile_w, overlap)
+    return _blend_plan(height, width, tile_h, tile_w, overlap, context.stride)
 
 
-def grid_plan(
-    height: int, width: int, context: Context, rows: int, cols: int, *, overlap: int, stride: int = 1
-) -> TilePlan:
+def grid_plan(height: int, width: int, context: Context, rows: int, cols: int, *, overlap: int) -> TilePlan:
     """A `rows` x `cols` grid: paste mode for local models, blend mode otherwise."""
     if rows == cols == 1:
         return whole_plan(height, width)
     if context.exact_tiling:
-        return _paste_plan(height, width, rows, cols, context.radius, stride)
+        return _paste_plan(height, width, rows, cols, context.radius, context.stride)
     tile_h = min(height, math.ceil((height + (rows - 1) * overlap) / rows))
     tile_w = min(width, math.ceil((width + (cols - 1) * overlap) / cols))
-    return _blend_plan(height, width, max(tile_h, 2 * overlap + 1), max(tile_w, 2 * overlap + 1), overlap)
+    return _blend_plan(height, width, max(tile_h, 2 * overlap + 1), max(tile_w, 2 * overlap + 1), overlap,
+                       context.stride)
 
 
 def cheapest_plan(
     height: int, width: int, context: Context, fits: Callable[[TilePlan], bool], *,
-    overlap: int, min_tile: int, stride: int = 1,
+    overlap: int, min_tile: int,
 ) -> TilePlan | None:
     """The plan computing the fewest pixels that `fits` (the memory budget); None if none does."""
     whole = whole_plan(height, width)
@@ -101,7 +100,7 @@ def cheapest_plan(
         for cols in range(1, max(1, width // min_tile) + 1):
             if rows == cols == 1:
                 continue
-            plan = grid_plan(height, width, context, rows, cols, overlap=overlap, stride=stride)
+            plan = grid_plan(height, width, context, rows, cols, overlap=overlap)
             if not fits(plan):
                 continue
             if best is None or plan.computed_pixels < best.computed_pixels:
@@ -135,14 +134,22 @@ def _spans(length: int, parts: int, halo: int, stride: int) -> list[tuple[int, i
     return spans
 
 
-def _blend_plan(height: int, width: int, tile_h: int, tile_w: int, overlap: int) -> TilePlan:
-    rows, cols = _starts(height, tile_h, overlap), _starts(width, tile_w, overlap)
+def _blend_plan(height: int, width: int, tile_h: int, tile_w: int, overlap: int, stride: int = 1) -> TilePlan:
+    rows, cols = _starts(height, tile_h, overlap, stride), _starts(width, tile_w, overlap, stride)
     windows = tuple(Window(t, l, tile_h, tile_w, t, l, tile_h, tile_w) for t in rows for l in cols)
     return TilePlan(height, width, "blend", windows, overlap, tuple(rows), tuple(cols))
 
 
-def _starts(length: int, size: int, overlap: int) -> list[int]:
-    """Tile origins along one axis: equal tiles `overlap` apart, the last one flush with the far edge."""
+def _starts(length: int, size: int, overlap: int, stride: int) -> list[int]:
+    """Blend tile origins, aligned down to the model's stride (the last stays flush with the far edge)."""
+    starts = window_starts(length, size, size - overlap)
+    if overlap < stride:  # aligning could open gaps between tiles
+        return starts
+    return sorted({s // stride * stride for s in starts[:-1]} | {starts[-1]})
+
+
+def window_starts(length: int, size: int, step: int) -> list[int]:
+    """Origins of equal windows `step` apart along one axis, the last one flush with the far edge."""
     if size >= length:
         return [0]
-    return [*range(0, length - size, size - overlap), length - size]
+    return [*range(0, length - size, step), length - size]

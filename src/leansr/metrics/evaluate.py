@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from leansr.data.image_io import IMAGE_SUFFIXES, read_rgb_uint8
+from leansr.data.image_io import list_images, read_rgb_uint8
 from leansr.data.imresize import bicubic_degrade, mod_crop, quantize_uint8
 from leansr.errors import LeansrError
 from leansr.color import ImageAdapter
@@ -23,17 +23,6 @@ from leansr.engine import upscale_tensor
 from leansr.runtime import model_device
 from leansr.metrics.psnr_ssim import Y_CONVENTIONS, YConvention, psnr, ssim
 
-
-
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files directly inside `folder`, sorted by name; LeansrError if none."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise LeansrError(f"image folder {folder} does not exist or is not a folder")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise LeansrError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
-    return files
 
 
 def evaluate_model(
