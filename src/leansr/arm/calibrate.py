@@ -9,7 +9,6 @@ official tables) of the 8-bit SR core. Bins hold equal numbers of tiles (the off
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Callable, Iterable
 
