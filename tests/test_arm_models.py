@@ -47,7 +47,7 @@ def test_official_supernet_matches_reference_at_every_width(tmp_path, stem):
 def test_detection_and_round_trip_keep_the_widths(tmp_path, stem):
     state, _ = read_state_dict(_official(stem))
     found = detect(state)
-    assert found.arch == OFFICIAL[stem][0] and found.hparams["widths"] == OFFICIAL[stem][1]
+    assert found.arch == OFFICIAL[stem][0] and tuple(found.hparams["widths"]) == OFFICIAL[stem][1]
     model = load_model(_official(stem)).model
     again = load_model(save_checkpoint(model, tmp_path / "m.safetensors")).model
     assert again.widths == model.widths

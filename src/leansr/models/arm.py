@@ -20,12 +20,21 @@ _RGB = 3
 _CARN_MEAN = (0.4488, 0.4371, 0.4040)
 
 
+# Published widths (`widths=None`); a supernet of another full width gets just that width unless told.
+_PUBLISHED_WIDTHS = {("arm_fsrcnn", 56): (16, 36, 56), ("arm_carn", 64): (36, 52, 64),
+                     ("arm_srresnet", 64): (36, 52, 64)}
+
+
+def _widths(arch: str, channels: int) -> tuple[int, ...]:
+    return _PUBLISHED_WIDTHS.get((arch, channels), (channels,))
+
+
 class SlimmableSR(SRModel):
     """A supernet: `widths` are the trained widths (ascending, the last = `channels`, the full width)."""
 
-    def __init__(self, *, scale: int, channels: int, widths: tuple[int, ...]) -> None:
+    def __init__(self, *, scale: int, channels: int, widths: tuple[int, ...] | list[int] | None, arch: str) -> None:
         super().__init__(scale=scale)
-        widths = tuple(int(w) for w in widths)
+        widths = _widths(arch, channels) if widths is None else tuple(int(w) for w in widths)
         if not widths or list(widths) != sorted(set(widths)) or widths[0] <= 0 or widths[-1] != channels:
             raise LeansrError(f"widths must ascend to the full width {channels}, got {list(widths)}")
         self.channels, self.widths = channels, widths
@@ -83,9 +92,9 @@ class ARMFSRCNN(SlimmableSR):
 
     def __init__(
         self, *, scale: int = 4, channels: int = 56, shrink: int = 12, mapping: int = 4,
-        widths: tuple[int, ...] = (16, 36, 56),
+        widths: tuple[int, ...] | None = None,
     ) -> None:
-        super().__init__(scale=scale, channels=channels, widths=widths)
+        super().__init__(scale=scale, channels=channels, widths=widths, arch="arm_fsrcnn")
         self.head_conv = SlimSequential(SlimConv2d(_RGB, channels, 5, padding=2), nn.PReLU())
         layers: list[nn.Module] = [SlimSequential(SlimConv2d(channels, shrink, 1, slice_out=False), nn.PReLU())]
         layers += [SlimConv2d(shrink, shrink, 3, padding=1, slice_out=False) for _ in range(mapping)]
@@ -161,9 +170,9 @@ class ARMCARN(SlimmableSR):
     """CARN-M: entry 3x3, three cascading blocks in a cascade, grouped pixel-shuffle upsampler, exit 3x3."""
 
     def __init__(
-        self, *, scale: int = 4, channels: int = 64, groups: int = 4, widths: tuple[int, ...] = (36, 52, 64),
+        self, *, scale: int = 4, channels: int = 64, groups: int = 4, widths: tuple[int, ...] | None = None,
     ) -> None:
-        super().__init__(scale=scale, channels=channels, widths=widths)
+        super().__init__(scale=scale, channels=channels, widths=widths, arch="arm_carn")
         self.sub_mean, self.add_mean = _mean_shift(-1.0), _mean_shift(1.0)
         self.entry = SlimConv2d(_RGB, channels, 3, padding=1)
         self.b1, self.b2, self.b3 = (_CascadingBlock(channels, groups) for _ in range(3))
@@ -192,9 +201,9 @@ class ARMSRResNet(SlimmableSR):
     """MSRResNet with sliced convs; the names are KAIR's (`recon_trunk`, `HRconv`) as in ARM-Net."""
 
     def __init__(
-        self, *, scale: int = 4, channels: int = 64, num_blocks: int = 16, widths: tuple[int, ...] = (36, 52, 64),
+        self, *, scale: int = 4, channels: int = 64, num_blocks: int = 16, widths: tuple[int, ...] | None = None,
     ) -> None:
-        super().__init__(scale=scale, channels=channels, widths=widths)
+        super().__init__(scale=scale, channels=channels, widths=widths, arch="arm_srresnet")
         step = 3 if scale == 3 else 2
         self.conv_first = SlimConv2d(_RGB, channels, 3, padding=1)
         self.recon_trunk = SlimSequential(*(_SlimResBlock(channels) for _ in range(num_blocks)))
@@ -215,14 +224,6 @@ class ARMSRResNet(SlimmableSR):
         return out + F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
 
 
-# Published widths of the official supernets; other full widths get just their full width when detected.
-_OFFICIAL_WIDTHS = {("arm_fsrcnn", 56): (16, 36, 56), ("arm_carn", 64): (36, 52, 64)}
-
-
-def _widths(arch: str, channels: int) -> tuple[int, ...]:
-    return _OFFICIAL_WIDTHS.get((arch, channels), (channels,))
-
-
 def detect_arm_fsrcnn(state_dict: StateDict) -> Detection | None:
     if not {"head_conv.0.weight", "body_conv.0.0.weight", "tail_conv.weight"} <= state_dict.keys():
         return None
@@ -231,7 +232,7 @@ def detect_arm_fsrcnn(state_dict: StateDict) -> Detection | None:
     maps = [i for i in convs if state_dict[f"body_conv.{i}.weight"].dim() == 4]  # PReLUs are 1-D
     # The deconv's shape does not tell its stride: the official supernet is x4.
     hparams = {"scale": 4, "channels": channels, "shrink": state_dict["body_conv.0.0.weight"].shape[0],
-               "mapping": len(maps), "widths": _widths("arm_fsrcnn", channels)}
+               "mapping": len(maps), "widths": list(_widths("arm_fsrcnn", channels))}
     if not shapes_match(ARMFSRCNN, hparams, state_dict):
         return None
     return Detection("arm_fsrcnn", hparams, state_dict, notes=[f"slimmable widths {hparams['widths']}"])
@@ -248,7 +249,7 @@ def detect_arm_carn(state_dict: StateDict) -> Detection | None:
     scale = {(1, 4): 2, (1, 9): 3, (2, 4): 4}.get((len(ups), expansion))
     if scale is None:
         return None
-    hparams = {"scale": scale, "channels": channels, "groups": groups, "widths": _widths("arm_carn", channels)}
+    hparams = {"scale": scale, "channels": channels, "groups": groups, "widths": list(_widths("arm_carn", channels))}
     if not shapes_match(ARMCARN, hparams, state_dict):
         return None
     return Detection("arm_carn", hparams, state_dict, notes=[f"slimmable widths {hparams['widths']}"])
