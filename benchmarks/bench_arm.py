@@ -38,10 +38,10 @@ def evaluate_rows(model, folders: list[Path], rows: dict) -> dict[str, dict]:
         for folder in folders:
             r = evaluate_model(model, folder, scale=model.scale, runner=evaluation_runner(router, official=False))
             per_set[folder.name] = {
-                "psnr_y": r["psnr_y"],
-                "per_image_psnr_y": [v["psnr_y"] for v in r["per_image"].values()],
-                "cost_fraction": float(np.mean([v["cost_fraction"] for v in r["per_image"].values()])),
-                "runtime_ms": float(np.sum([v["runtime_ms"] for v in r["per_image"].values()])),
+                "psnr_y": r.psnr_y,
+                "per_image_psnr_y": [s.psnr_y for s in r.per_image.values()],
+                "cost_fraction": float(np.mean([s.routing["cost_fraction"] for s in r.per_image.values()])),
+                "runtime_ms": float(np.sum([s.routing["runtime_ms"] for s in r.per_image.values()])),
             }
         out[label] = per_set
         print(label, {k: (round(v["psnr_y"], 3), round(v["cost_fraction"], 3)) for k, v in per_set.items()},

@@ -174,6 +174,10 @@ def resolve_hparams(name: str, **kwargs: Any) -> dict[str, Any]:
     except TypeError as exc:
         raise LeansrError(f"bad arguments for model {name!r}: {exc}") from None
     bound.apply_defaults()
+    for key, value in bound.arguments.items():
+        if isinstance(value, int) and not isinstance(value, bool) and (
+                value < 0 or value == 0 and key.endswith(("channels", "feats", "scale"))):
+            raise LeansrError(f"model {name!r}: {key}={value} is out of range")
     scale = bound.arguments.get("scale")
     if scale is not None and info.scales and scale not in info.scales:
         raise LeansrError(f"model {name!r} supports scales {list(info.scales)}, not {scale}")

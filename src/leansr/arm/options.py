@@ -106,10 +106,10 @@ def evaluation_runner(router: Router, official: bool) -> Callable[[np.ndarray, n
     return run
 
 
-def summarize(per_image: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Dataset-level routing fields: route counts summed, the other routing fields averaged over images."""
-    rows = list(per_image.values())
-    out: dict[str, Any] = {}
+def with_summary(result: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation's JSON with dataset-level routing fields: route counts summed, the others averaged."""
+    rows = list(result["per_image"].values())
+    out: dict[str, Any] = dict(result)
     if rows and "routes" in rows[0]:
         out["routes"] = np.sum([r["routes"] for r in rows], axis=0).tolist()
     for key in ("cost_fraction", "runtime_ms", "psnr_rgb_official"):
