@@ -158,9 +158,9 @@ def _official_model(stem: str) -> torch.nn.Module:
             raise
         pytest.skip(f"no registered model recognises {files[0].name} yet")
     if width:
-        if not hasattr(model, "set_width"):
-            pytest.skip(f"{type(model).__name__} has no set_width() for the {stem} sub-network")
-        model.set_width(int(width))
+        if not hasattr(model.model, "at_width"):
+            pytest.skip(f"{type(model.model).__name__} has no at_width() for the {stem} sub-network")
+        model = model.model.at_width(int(width))
     return model
 
 

@@ -137,7 +137,7 @@ def test_a_log_line_torn_by_kill_9_is_skipped(train_dir, tmp_path):
     ("device=mps", "device must be auto, cpu, cuda or cuda:N"),
     ("threads=-2", "threads must be >= 0"),
     ("model.args.act=gelu", "model.args do not build ecbsr_m4c8: act must be one of"),
-    ("model.args.in_channels=-3", "model.args do not build ecbsr_m4c8"),
+    ("model.args.in_channels=-3", "in_channels=-3 is out of range"),
     ("model.args.num_channels=8", "model ecbsr_m4c8 has no argument 'num_channels'"),
 ])
 def test_bad_settings_are_refused_in_one_line(override, message, capsys, tmp_path):

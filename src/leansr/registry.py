@@ -17,7 +17,7 @@ from torch import nn
 
 from leansr.context import GLOBAL, Context, approximate, local
 from leansr.errors import CheckpointError, LeansrError
-from leansr.models import bicubic, ecbsr, fmen, imdn, imdn_acb, msrresnet, pan, rfdn, rlfn
+from leansr.models import arm, bicubic, ecbsr, fmen, imdn, imdn_acb, msrresnet, pan, rfdn, rlfn
 from leansr.models._layout import Detection, Detector, StateDict
 
 ContextRule = Callable[[Mapping[str, Any]], Context]
@@ -105,6 +105,13 @@ _FAMILIES: tuple[Family, ...] = (
     }, _rule(local, lambda hp: 6 + 2 * hp["warmup_erbs"] + hp["down_blocks"] * (4 + 2 * hp["attention_erbs"])),
         (fmen.detect_fmen,)),
     Family("bicubic", bicubic.Bicubic, {"bicubic": Preset()}, lambda hp: local(2)),
+    # ARM supernets (slimmable; width 0 = bicubic); radii are those of the full width.
+    Family("arm_fsrcnn", arm.ARMFSRCNN, {"arm_fsrcnn": Preset(checkpoints=("arm-fsrcnn.pth",))},
+           _rule(local, lambda hp: hp["mapping"] + 5), (arm.detect_arm_fsrcnn,)),
+    Family("arm_carn", arm.ARMCARN, {"arm_carn": Preset(checkpoints=("arm-carn.pth",))},
+           _rule(local, lambda hp: 22), (arm.detect_arm_carn,)),
+    Family("arm_srresnet", arm.ARMSRResNet, {"arm_srresnet": Preset()},
+           _rule(local, lambda hp: 2 * hp["num_blocks"] + 4)),
 )
 
 _MODELS: dict[str, ModelInfo] = {}

@@ -9,6 +9,7 @@ from typing import Any
 
 from torch import nn
 
+from leansr.arm import options as arm_options
 from leansr.atomic import atomic_path
 from leansr.commands.options import add_hidden_alias, check_device_name, check_output_path
 from leansr.loading import load_model
@@ -41,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_hidden_alias(p, "--json", "json", type=Path)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     add_quiet_flag(p)
+    arm_options.add_route_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -52,13 +54,15 @@ def run(args: argparse.Namespace) -> int:
     if args.scale is not None and not 1 <= args.scale <= 16:
         raise LeansrError(f"--scale must be between 1 and 16, not {args.scale}")
     model = _build_model(args)
+    router = arm_options.make_router(args, model, args.weights)
+    runner = None if router is None else arm_options.evaluation_runner(router, official=args.route == "official")
     scale = int(model.scale)
     results: dict[str, Any] = {"model": model.arch, "scale": scale, "datasets": {}}
     print(f"{'dataset':<12} {'images':>6} {'PSNR-Y':>8} {'SSIM-Y':>7} {'PSNR-RGB':>9}")
     for hr_dir, lr_dir in zip(args.data, lr_dirs):
         r = evaluate_model(model, hr_dir, scale=scale, lr_dir=lr_dir, y_convention=args.y_convention,
-                           device=device, quiet=args.quiet)
-        results["datasets"][hr_dir.name] = r.to_json()
+                           device=device, quiet=args.quiet, runner=runner)
+        results["datasets"][hr_dir.name] = arm_options.with_summary(r.to_json())
         print(f"{hr_dir.name:<12} {len(r.per_image):>6} {r.psnr_y:>8.4f} {r.ssim_y:>7.4f} {r.psnr_rgb:>9.4f}")
     if args.json:
         with atomic_path(args.json) as tmp:

@@ -8,9 +8,9 @@ of the scale; LR is the MATLAB-bicubic shrink of it (or a paired LR file of the 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -32,6 +32,10 @@ class ImageScores:
     psnr_y: float
     ssim_y: float
     psnr_rgb: float
+    routing: dict[str, Any] = field(default_factory=dict)  # what a `runner` reports (ARM: routes, cost, ...)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"psnr_y": self.psnr_y, "ssim_y": self.ssim_y, "psnr_rgb": self.psnr_rgb, **self.routing}
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ class EvaluationResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"psnr_y": self.psnr_y, "ssim_y": self.ssim_y, "psnr_rgb": self.psnr_rgb,
-                "per_image": {name: asdict(s) for name, s in self.per_image.items()}}
+                "per_image": {name: s.to_json() for name, s in self.per_image.items()}}
 
 
 def evaluate_model(
@@ -57,11 +61,14 @@ def evaluate_model(
     y_convention: YConvention = "rounded",
     device: str | torch.device | None = None,
     quiet: bool = True,
+    runner: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, dict[str, Any]]] | None = None,
 ) -> EvaluationResult:
     """Mean and per-image metrics on one folder.
 
     `device=None` runs where the model already is. The model's train/eval mode is restored afterwards.
-    `quiet=False` shows a progress bar (on a terminal).
+    `quiet=False` shows a progress bar (on a terminal). `runner(lr, hr) -> (sr_uint8, fields)` replaces the
+    plain forward (ARM routing): metrics are taken on the region its SR covers (top-left), and its fields are
+    kept as the image's `routing`.
     """
     model = getattr(model, "model", model)  # a ModelDescriptor runs its module
     if y_convention not in Y_CONVENTIONS:
@@ -78,12 +85,16 @@ def evaluate_model(
     try:
         for hr_file in progress(files, quiet=quiet, desc=Path(hr_dir).name, unit="img", leave=False):
             hr, lr = _load_pair(hr_file, scale, lr_dir)
-            sr = run_model_uint8(model, lr)
+            if runner is None:
+                sr, fields = run_model_uint8(model, lr), {}
+            else:
+                sr, fields = runner(lr, hr)
+                hr = hr[:sr.shape[0], :sr.shape[1]]
             if sr.shape != hr.shape:
                 raise LeansrError(f"the model made {sr.shape[:2]} from {hr_file.name}, expected {hr.shape[:2]}")
             kw = {"border": scale, "y_convention": y_convention}
             per_image[hr_file.name] = ImageScores(psnr(sr, hr, **kw), ssim(sr, hr, **kw),
-                                                  psnr(sr, hr, border=scale, channels="rgb"))
+                                                  psnr(sr, hr, border=scale, channels="rgb"), fields)
     finally:
         model.train(was_training)
     scores = per_image.values()

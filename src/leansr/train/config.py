@@ -59,12 +59,20 @@ class StageConfig:
 
 
 @dataclass
+class SupernetConfig:
+    # Only for ARM supernets (arm_*): which widths each step trains.
+    sampling: str = "cost2"  # cost2: one width a step, p ~ cost^2 (official) | sandwich: widest, narrowest, one more
+    distill: bool = True  # sandwich: narrower widths learn the widest one's output (in-place distillation)
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     # L1 from scratch, then an optional L2 fine-tune with a fresh optimizer (the AIM 2020 / NTIRE 2022 recipes).
     stage1: StageConfig = field(default_factory=lambda: StageConfig(loss="l1", iters=1000))
     stage2: StageConfig = field(default_factory=lambda: StageConfig(loss="l2", iters=0, lr=2e-5))
+    supernet: SupernetConfig = field(default_factory=SupernetConfig)
     ema_decay: float = 0.999  # EMA of weights (0 = off); validation and export use the EMA weights
     amp: str = "none"  # none | bf16 | fp16 (autocast on GPU; fp16 adds a GradScaler)
     device: str = "auto"  # auto | cpu | cuda
@@ -167,6 +175,8 @@ def validate(config: TrainConfig) -> None:
         raise LeansrError("data.patch_size must be >= 4 and data.batch_size >= 1")
     if data.workers < 0:
         raise LeansrError(f"data.workers must be >= 0 (0 loads in the main process), not {data.workers}")
+    if config.supernet.sampling not in ("cost2", "sandwich"):
+        raise LeansrError(f"supernet.sampling must be cost2 or sandwich, not {config.supernet.sampling!r}")
     if not (math.isfinite(config.ema_decay) and 0.0 <= config.ema_decay < 1.0):
         raise LeansrError("ema_decay must be in [0, 1)")
     for key in ("log_every", "checkpoint_every", "keep_checkpoints"):

@@ -35,6 +35,7 @@ from leansr.train.plots import plot_curves, read_log
 from leansr.train.runlock import RunLock, remove_stale_temp_files
 from leansr.train.runtime import autocast, install_stop_handlers
 from leansr.train.schedule import build_scheduler
+from leansr.train.supernet import step_widths
 
 log = logging.getLogger("leansr.train")
 
@@ -302,12 +303,8 @@ class Trainer:
         if self.model.in_channels == 1:
             lr_img, hr_img = rgb_to_ycbcr(lr_img)[:, :1], rgb_to_ycbcr(hr_img)[:, :1]
         self.net.train()
-        with autocast(self.device, self.config.amp):
-            sr = self.net(lr_img)
-        sr = sr.float()
-        loss = F.l1_loss(sr, hr_img) if self.stage.loss == "l1" else F.mse_loss(sr, hr_img)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        loss, sr = self._forward_backward(lr_img, hr_img)
         if self.stage.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.stage.grad_clip)
@@ -320,6 +317,22 @@ class Trainer:
         with torch.no_grad():
             mse = F.mse_loss(sr.detach().clamp(0, 1), hr_img).item()
         return loss.item(), 10 * math.log10(1.0 / max(mse, 1e-10))
+
+    def _forward_backward(self, lr_img: torch.Tensor, hr_img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and SR of the step (of its widest width for supernets); gradients accumulated."""
+        widths: list[int | None] = [None]
+        if hasattr(self.model, "widths"):
+            widths = step_widths(self.model, self.config.supernet.sampling, self.config.seed, self.iteration)
+        first: tuple[torch.Tensor, torch.Tensor] | None = None
+        for width in widths:
+            with autocast(self.device, self.config.amp):
+                sr = (self.net(lr_img) if width is None else self.net(lr_img, width=width)).float()
+            target = hr_img if first is None or not self.config.supernet.distill else first[1].detach()
+            loss = F.l1_loss(sr, target) if self.stage.loss == "l1" else F.mse_loss(sr, target)
+            self.scaler.scale(loss / len(widths)).backward()
+            if first is None:
+                first = (loss, sr)
+        return first
 
     def _log_train(self, window: list[tuple[float, float]], it_per_s: float, bar: Any) -> None:
         loss = sum(w[0] for w in window) / len(window)
