@@ -46,6 +46,17 @@ def test_every_zoo_model_exports_and_runs_in_onnxruntime(name: str, tmp_path: Pa
     assert torch.allclose(loaded(x), expected, atol=TOLERANCE["fp32"], rtol=0)
 
 
+@pytest.mark.parametrize("name", ["arm_carn", "arm_fsrcnn"])
+def test_an_arm_width_exports_as_a_plain_model(name: str, tmp_path: Path) -> None:
+    supernet = _small(name)
+    narrow = supernet.at_width(supernet.widths[0])  # one width of the supernet, as deployed without routing
+    result = export_onnx(narrow, tmp_path / "w.onnx", dynamic=True)
+    assert result.metadata["arch"] == f"{name}@{supernet.widths[0]}"
+    x = probe_image(3, 21, 26, seed=7)
+    with torch.inference_mode():
+        assert torch.allclose(load_model(result.path).model(x), narrow(x), atol=TOLERANCE["fp32"], rtol=0)
+
+
 def test_metadata_says_what_the_file_is(tmp_path: Path) -> None:
     model = _small("rlfn_ntire")
     export_onnx(model, tmp_path / "m.onnx", input_size=(32, 40), source="w.pth")
