@@ -3,6 +3,10 @@
 Fully convolutional SR models need memory linear in the pixels they see, so two tracked forwards (CPU:
 live tensor storage; CUDA: the allocator's peak) at small sizes give the intercept and slope. The
 estimate then decides whether a whole image fits the budget, and how large tiles may be.
+
+On CPU the tracking is a `TorchFunctionMode` (every torch function's output storage counted until its last
+tensor dies): unlike `leansr bench`'s dispatch-level tracker it needs no torch._dynamo import, which costs
+about 2 s on first use — too much for a command-line run of one photo.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ from typing import Callable
 
 import torch
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_leaves
 
-from leansr.bench.memory import LiveStorageTracker
 from leansr.runtime import Precision, autocast
 
 PROBE_SIZES = (64, 128)
-SAFETY = 1.25  # kernel scratch space and allocator slack the tracker does not see
+SAFETY = 1.4  # kernel scratch space, allocator slack and in-kernel temporaries the tracker does not see (RLFN: 16%)
 _CACHE: "weakref.WeakKeyDictionary[nn.Module, dict[tuple, MemoryProfile]]" = weakref.WeakKeyDictionary()
 
 
@@ -63,8 +68,47 @@ def _peak(model: Callable[[Tensor], Tensor], channels: int, size: int, device: t
             del out
             return int(torch.cuda.max_memory_allocated(device) - base)
         gc.collect()
-        tracker = LiveStorageTracker([x])
+        tracker = _LiveStorage(x)
         with tracker:
             out = model(x)
         del out
         return int(tracker.peak)
+
+
+class _LiveStorage(TorchFunctionMode):
+    """Running and peak bytes of storages that torch functions returned and some tensor still views."""
+
+    def __init__(self, resident: Tensor) -> None:
+        super().__init__()
+        self._resident = resident.untyped_storage().data_ptr()
+        self._views: dict[int, int] = {}
+        self._sizes: dict[int, int] = {}
+        self._tracked: set[int] = set()
+        self.live = self.peak = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            if isinstance(t, Tensor) and id(t) not in self._tracked:
+                self._track(t)
+        return out
+
+    def _track(self, t: Tensor) -> None:
+        storage = t.untyped_storage()
+        address, size = storage.data_ptr(), storage.nbytes()
+        if address == self._resident or size == 0 or t.device.type == "meta":
+            return
+        self._tracked.add(id(t))
+        weakref.finalize(t, self._release, id(t), address)
+        if address not in self._views:
+            self._views[address], self._sizes[address] = 0, size
+            self.live += size
+            self.peak = max(self.peak, self.live)
+        self._views[address] += 1
+
+    def _release(self, tensor_id: int, address: int) -> None:
+        self._tracked.discard(tensor_id)
+        self._views[address] -= 1
+        if self._views[address] == 0:
+            del self._views[address]
+            self.live -= self._sizes.pop(address)
