@@ -55,6 +55,24 @@ class StageConfig:
     gamma: float = 0.5  # multistep decay factor
     min_lr: float = 1e-7  # cosine floor
     grad_clip: float = 0.0  # max global grad norm (0 = off)
+    # Fuse the re-parameterizable blocks (ACB, ECB, kernel bases, ...) before this stage and train the plain
+    # network from then on (FIMDN: AC training, then fine-tune the fused 3x3 network).
+    reparameterize: bool = False
+
+
+@dataclass
+class BasisStageConfig:
+    bases: int = 0  # first stage only: basis kernels each kernel-basis conv starts with (N0)
+    add_bases: int = 0  # later stages: new Xavier-uniform bases per conv; all then re-weighted 1/N_t
+    iters: int = 0  # optimizer steps of this stage
+
+
+@dataclass
+class KernelBasisConfig:
+    # The kernel-basis schedule (AIM 2020, UESTC-MediaLab), for models with a `basis_stages` argument:
+    # e.g. [{bases: 3, iters: 1000}, {add_bases: 2, iters: 500}]. It replaces stage1.iters: each basis stage
+    # trains with stage1's loss, fresh Adam and schedule over its own iters; stage2 follows. Empty = off.
+    stages: list[BasisStageConfig] = field(default_factory=list)
 
 
 @dataclass
@@ -64,6 +82,7 @@ class TrainConfig:
     # L1 from scratch, then an optional L2 fine-tune with a fresh optimizer (the AIM 2020 / NTIRE 2022 recipes).
     stage1: StageConfig = field(default_factory=lambda: StageConfig(loss="l1", iters=1000))
     stage2: StageConfig = field(default_factory=lambda: StageConfig(loss="l2", iters=0, lr=2e-5))
+    kernel_basis: KernelBasisConfig = field(default_factory=KernelBasisConfig)
     ema_decay: float = 0.999  # EMA of weights (0 = off); validation and export use the EMA weights
     amp: str = "none"  # none | bf16 | fp16 (autocast on GPU; fp16 adds a GradScaler)
     device: str = "auto"  # auto | cpu | cuda
@@ -143,6 +162,7 @@ def parse_value(text: str, tp: Any, key: str) -> Any:
 
 def validate(config: TrainConfig) -> None:
     from leansr.registry import get_model_info
+    from leansr.train.basis_schedule import validate_schedule
 
     info = get_model_info(config.model.name)
     if info.scales and config.model.scale not in info.scales:
@@ -155,6 +175,7 @@ def validate(config: TrainConfig) -> None:
             raise LeansrError(f"{name}.schedule must be multistep, cosine or constant, not {stage.schedule!r}")
         if stage.iters < 0 or stage.warmup_iters < 0 or stage.lr <= 0:
             raise LeansrError(f"{name}: iters and warmup_iters must be >= 0 and lr > 0")
+    validate_schedule(config)
     if config.stage1.iters + config.stage2.iters == 0:
         raise LeansrError("nothing to train: stage1.iters and stage2.iters are both 0")
     if config.amp not in ("none", "bf16", "fp16"):
@@ -196,6 +217,12 @@ def _merge(target: Any, raw: dict[str, Any], prefix: str) -> None:
 def _check_yaml_value(value: Any, tp: Any, key: str) -> Any:
     """YAML already typed the value; accept it if it fits the field (ints are fine for floats)."""
     origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise LeansrError(f"{key} expects a mapping, got {value!r}")
+        item = tp()
+        _merge(item, value, prefix=f"{key}.")
+        return item
     if origin is list:
         (item_type,) = typing.get_args(tp)
         items = value if isinstance(value, list) else [value]
