@@ -15,9 +15,9 @@ from leansr.train.config import StageConfig, TrainConfig
 
 
 def check_supported(config: TrainConfig, stages: list[StageConfig], distributed: bool) -> None:
-    changes = bool(config.kernel_basis.stages) or any(s.reparameterize for s in stages[1:])
+    changes = bool(config.kernel_basis.stages) or any(s.reparameterize for s in stages)
     if distributed and changes:
-        raise LeansrError("kernel_basis.stages and a later stage's reparameterize are not supported under DDP")
+        raise LeansrError("kernel_basis.stages and stage reparameterize are not supported under DDP (yet)")
 
 
 def prepare_stage(
