@@ -225,5 +225,6 @@ def test_kill_9_mid_basis_stage_then_resume_is_bit_identical(tmp_path, train_dir
     assert not (killed / "model.safetensors").exists(), "the run finished before it could be killed"
     subprocess.run([sys.executable, "-m", "leansr", "train", "--resume", str(killed)], check=True,
                    capture_output=True, timeout=300)
-    a, b = read_state_dict(tmp_path / "straight" / "model.safetensors")[0], read_state_dict(killed / "model.safetensors")[0]
+    a = read_state_dict(tmp_path / "straight" / "model.safetensors")[0]
+    b = read_state_dict(killed / "model.safetensors")[0]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
