@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from leansr.checkpoint import load_model
 from leansr.layers.reparam import is_reparameterized, reparameterize_model
+from leansr.loading import load_model
 from leansr.metrics.evaluate import evaluate_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -67,7 +67,7 @@ def train(method: str, args: argparse.Namespace, seed: int) -> Path:
 
 
 def score(run: Path, threads: int) -> dict:
-    model = load_model(run / "model.safetensors")
+    model = load_model(run / "model.safetensors").model
     deployed = model if is_reparameterized(model) else reparameterize_model(model)
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     torch.set_num_threads(threads)

@@ -14,11 +14,12 @@ import yaml
 from train_helpers import write_images
 
 import leansr
-from leansr.checkpoint import load_model, read_state_dict
+from leansr.checkpoint import read_state_dict
 from leansr.cli import main
 from leansr.errors import LeansrError
 from leansr.layers.kernel_basis import KernelBasisConv2d
 from leansr.layers.reparam import is_reparameterized
+from leansr.loading import load_model
 from leansr.train import checkpoints
 from leansr.train.basis_schedule import grow, kernel_basis_convs
 from leansr.train.config import load_config
@@ -158,7 +159,7 @@ def test_schedule_resume_is_bit_identical(tmp_path, train_dir, dropped):
     assert all(conv.stages == (2, 1, 2) for conv in kernel_basis_convs(resumed.model))
     exported = load_model(run / "model.safetensors")
     assert exported.hparams["basis_stages"] == [2, 1, 2]
-    assert is_reparameterized(load_model(run / "model_fused.safetensors"))
+    assert is_reparameterized(load_model(run / "model_fused.safetensors").model)
 
 
 def test_deploy_merges_the_grown_bases(tmp_path, train_dir, capsys):
@@ -169,7 +170,7 @@ def test_deploy_merges_the_grown_bases(tmp_path, train_dir, capsys):
     assert main(["deploy", "--weights", str(run / "model.safetensors"), "-o", str(target)]) == 0
     assert "fused" in capsys.readouterr().out
     trained, deployed = load_model(run / "model.safetensors"), load_model(target)
-    assert deployed.deployed and not any(isinstance(m, KernelBasisConv2d) for m in deployed.modules())
+    assert deployed.deployed and not any(isinstance(m, KernelBasisConv2d) for m in deployed.model.modules())
     x = torch.rand(1, 3, 9, 8)
     with torch.no_grad():
         torch.testing.assert_close(deployed(x), trained(x), atol=1e-5, rtol=1e-4)
@@ -190,7 +191,7 @@ def test_fimdn_two_stage_recipe_runs_end_to_end(tmp_path, train_dir):
     a, b = _weights(straight), _weights(resumed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     exported = load_model(tmp_path / "a" / "model.safetensors")
-    assert exported.deployed and is_reparameterized(exported)
+    assert exported.deployed and is_reparameterized(exported.model)
     assert not (tmp_path / "a" / "model_fused.safetensors").exists()
 
 

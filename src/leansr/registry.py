@@ -17,7 +17,9 @@ from torch import nn
 
 from leansr.context import GLOBAL, Context, approximate, local
 from leansr.errors import CheckpointError, LeansrError
-from leansr.models import bicubic, ecbsr, fimdn, fmen, imdn, imdn_acb, imdn_kb, latticenet, msrresnet, pan, rfdn, rlfn
+from leansr.models import (
+    bicubic, ecbsr, fimdn, fmen, imdn, imdn_acb, imdn_kb, latticenet, msrresnet, pan, rfdn, rlfn,
+)
 from leansr.models._layout import Detection, Detector, StateDict
 
 ContextRule = Callable[[Mapping[str, Any]], Context]

@@ -1,7 +1,7 @@
 """Kernel-basis convolution: the kernel is a learned linear combination of a growing bank of basis kernels.
 
 weight = sum_i pi_i * k_i over all bases k_i (full out x in/groups x kh x kw kernels) with scalar
-coefficients pi_i. Bases are added in stages. Two initialisations:
+coefficients pi_i (stage tensors hold their bases stacked along the output axis). Bases are added in stages. Two initialisations:
 
 - `init="kaiming"` (our own progressive formulation): first-stage coefficients 1/sqrt(n), a new stage starts
   with zero coefficients, so adding it leaves the function unchanged, and earlier stages can be frozen;
@@ -63,7 +63,7 @@ class KernelBasisConv2d(Reparameterizable):
 
     @property
     def stages(self) -> tuple[int, ...]:
-        return tuple(b.shape[0] for b in self.bases)
+        return tuple(c.numel() for c in self.coefficients)
 
     @property
     def num_bases(self) -> int:
@@ -83,13 +83,15 @@ class KernelBasisConv2d(Reparameterizable):
                 param.requires_grad_(False)
         like = self.bases[0] if len(self.bases) else None
         factory = {} if like is None else {"device": like.device, "dtype": like.dtype}
-        shape = (num_bases, self.out_channels, self.in_channels // self.groups, self.kernel_size, self.kernel_size)
+        # Stored 4-D, the bases stacked along the output axis, so `.to(memory_format=...)` works on the model.
+        fan_in = self.in_channels // self.groups
+        shape = (num_bases * self.out_channels, fan_in, self.kernel_size, self.kernel_size)
         bases = torch.empty(shape, dtype=factory.get("dtype"))
         if self.init == "xavier":
-            for basis in bases:  # torch's Xavier fans for one (out, in/groups, k, k) kernel
+            for basis in bases.split(self.out_channels):  # torch's Xavier fans for one (out, in/groups, k, k) kernel
                 nn.init.xavier_uniform_(basis, generator=generator)
         else:
-            bound = math.sqrt(3.0 / (shape[2] * self.kernel_size**2))  # kaiming-uniform, gain 1
+            bound = math.sqrt(3.0 / (fan_in * self.kernel_size**2))  # kaiming-uniform, gain 1
             bases.uniform_(-bound, bound, generator=generator)
         self.bases.append(nn.Parameter(bases.to(factory.get("device", bases.device))))
         self.coefficients.append(nn.Parameter(torch.full((num_bases,), initial_coefficient, **factory)))
@@ -101,7 +103,10 @@ class KernelBasisConv2d(Reparameterizable):
             coefficients.fill_(1.0 / self.num_bases)
 
     def combined_weight(self) -> Tensor:
-        return sum(torch.einsum("n,noihw->oihw", c, b) for c, b in zip(self.coefficients, self.bases))
+        return sum(
+            torch.einsum("n,noihw->oihw", c, b.reshape(c.numel(), self.out_channels, *b.shape[1:]))
+            for c, b in zip(self.coefficients, self.bases)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return F.conv2d(x, self.combined_weight(), self.bias, padding=self.kernel_size // 2, groups=self.groups)

@@ -11,7 +11,6 @@ rebuilds exactly the straight run's structure before loading its checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 
 import torch
 from torch import nn
@@ -19,31 +18,6 @@ from torch import nn
 from leansr.errors import LeansrError
 from leansr.layers.kernel_basis import KernelBasisConv2d
 from leansr.train.config import StageConfig, TrainConfig
-
-
-def validate_schedule(config: TrainConfig) -> None:
-    """Check `kernel_basis.stages`; record N0 in `model.args.basis_stages` and the total in `stage1.iters`."""
-    stages = config.kernel_basis.stages
-    if not stages:
-        return
-    if stages[0].bases < 1 or stages[0].add_bases:
-        raise LeansrError("kernel_basis.stages[0] must set bases >= 1 (the starting number) and no add_bases")
-    for i, stage in enumerate(stages[1:], start=1):
-        if stage.add_bases < 1 or stage.bases:
-            raise LeansrError(f"kernel_basis.stages[{i}] must set add_bases >= 1 and no bases")
-    if min(stage.iters for stage in stages) < 1:
-        raise LeansrError("every kernel_basis stage needs iters >= 1")
-    if config.model.train_fused:
-        raise LeansrError("model.train_fused=true trains no kernel bases; it cannot follow kernel_basis.stages")
-    from leansr.registry import get_model_info
-
-    if "basis_stages" not in inspect.signature(get_model_info(config.model.name).constructor).parameters:
-        raise LeansrError(f"model {config.model.name} has no kernel-basis convolutions (no basis_stages argument)")
-    start = [stages[0].bases]
-    if config.model.args.get("basis_stages") not in (None, start):
-        raise LeansrError(f"model.args.basis_stages must be {start} (kernel_basis.stages[0].bases) or unset")
-    config.model.args["basis_stages"] = start
-    config.stage1.iters = sum(stage.iters for stage in stages)
 
 
 def training_stages(config: TrainConfig) -> list[StageConfig]:

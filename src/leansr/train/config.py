@@ -162,7 +162,6 @@ def parse_value(text: str, tp: Any, key: str) -> Any:
 
 def validate(config: TrainConfig) -> None:
     from leansr.registry import get_model_info
-    from leansr.train.basis_schedule import validate_schedule
 
     info = get_model_info(config.model.name)
     if info.scales and config.model.scale not in info.scales:
@@ -175,7 +174,7 @@ def validate(config: TrainConfig) -> None:
             raise LeansrError(f"{name}.schedule must be multistep, cosine or constant, not {stage.schedule!r}")
         if stage.iters < 0 or stage.warmup_iters < 0 or stage.lr <= 0:
             raise LeansrError(f"{name}: iters and warmup_iters must be >= 0 and lr > 0")
-    validate_schedule(config)
+    _validate_kernel_basis(config)
     if config.stage1.iters + config.stage2.iters == 0:
         raise LeansrError("nothing to train: stage1.iters and stage2.iters are both 0")
     if config.amp not in ("none", "bf16", "fp16"):
@@ -186,6 +185,31 @@ def validate(config: TrainConfig) -> None:
         raise LeansrError("data.patch_size must be >= 4 and data.batch_size >= 1")
     if not 0.0 <= config.ema_decay < 1.0:
         raise LeansrError("ema_decay must be in [0, 1)")
+
+
+def _validate_kernel_basis(config: TrainConfig) -> None:
+    """Check `kernel_basis.stages`; record N0 in `model.args.basis_stages` and the total in `stage1.iters`."""
+    stages = config.kernel_basis.stages
+    if not stages:
+        return
+    if stages[0].bases < 1 or stages[0].add_bases:
+        raise LeansrError("kernel_basis.stages[0] must set bases >= 1 (the starting number) and no add_bases")
+    for i, stage in enumerate(stages[1:], start=1):
+        if stage.add_bases < 1 or stage.bases:
+            raise LeansrError(f"kernel_basis.stages[{i}] must set add_bases >= 1 and no bases")
+    if min(stage.iters for stage in stages) < 1:
+        raise LeansrError("every kernel_basis stage needs iters >= 1")
+    if config.model.train_fused:
+        raise LeansrError("model.train_fused=true trains no kernel bases; it cannot follow kernel_basis.stages")
+    from leansr.registry import get_model_info
+
+    if "basis_stages" not in inspect.signature(get_model_info(config.model.name).constructor).parameters:
+        raise LeansrError(f"model {config.model.name} has no kernel-basis convolutions (no basis_stages argument)")
+    start = [stages[0].bases]
+    if config.model.args.get("basis_stages") not in (None, start):
+        raise LeansrError(f"model.args.basis_stages must be {start} (kernel_basis.stages[0].bases) or unset")
+    config.model.args["basis_stages"] = start
+    config.stage1.iters = sum(stage.iters for stage in stages)
 
 
 def to_dict(config: TrainConfig) -> dict[str, Any]:
