@@ -24,9 +24,11 @@ from pathlib import Path
 import torch
 import yaml
 
+from leansr.checkpoint import read_state_dict
 from leansr.layers.reparam import is_reparameterized, reparameterize_model
 from leansr.loading import load_model
 from leansr.metrics.evaluate import evaluate_model
+from leansr.registry import create_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 METHODS = ("plain", "basis", "acb")
@@ -67,8 +69,11 @@ def train(method: str, args: argparse.Namespace, seed: int) -> Path:
 
 
 def score(run: Path, threads: int) -> dict:
-    model = load_model(run / "model.safetensors").model
-    deployed = model if is_reparameterized(model) else reparameterize_model(model)
+    fused = run / "model_fused.safetensors"
+    deployed = load_model(fused if fused.is_file() else run / "model.safetensors").model
+    deployed = deployed if is_reparameterized(deployed) else reparameterize_model(deployed)
+    meta = read_state_dict(run / "model.safetensors")[1]
+    model = create_model(meta["arch"], **meta["hparams"])  # the training form, for its parameter count
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     torch.set_num_threads(threads)
     row = {"params": sum(p.numel() for p in deployed.parameters()),
