@@ -9,6 +9,9 @@ border = scale) and the training wall time. Runs are resumable: rerunning contin
     nice -n 10 .venv/bin/python benchmarks/bench_aim2020.py --data /tmp/x4/HR --work /tmp/aim2020 \
         [--iters 3000 --channels 32 --blocks 2 --patch 32 --batch 8 --threads 1 --seeds 0]
 
+`--step-times` instead times one training step (forward + backward + Adam on a random batch) of each form,
+back to back in one process: the per-step cost without data loading or the machine's load swings.
+
 `--data` is an HR folder, ideally from `leansr data prepare ../shared/data/train -o /tmp/x4 --scale 4
 --sub-image 480 --step 480` (paired LR beside it is used, so no bicubic runs during training).
 """
@@ -17,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -84,10 +89,28 @@ def score(run: Path, threads: int) -> dict:
     return row
 
 
+def step_times(args: argparse.Namespace, steps: int = 10) -> None:
+    torch.set_num_threads(args.threads)
+    x, y = torch.rand(args.batch, 3, args.patch, args.patch), torch.rand(args.batch, 3, args.patch * 4, args.patch * 4)
+    for method in METHODS:
+        model = create_model("fimdn", scale=4, channels=args.channels, num_blocks=args.blocks, conv=method)
+        optimizer = torch.optim.Adam(model.parameters())
+        times = []
+        for _ in range(steps + 1):  # the first step warms up
+            start = time.perf_counter()
+            loss = (model(x) - y).abs().mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            times.append(time.perf_counter() - start)
+        print(f"{method}: {1000 * statistics.median(times[1:]):.0f} ms per step (median of {steps})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="HR training folder")
-    parser.add_argument("--work", type=Path, required=True, help="folder for the runs (resumable)")
+    parser.add_argument("--data", type=Path, help="HR training folder")
+    parser.add_argument("--work", type=Path, help="folder for the runs (resumable)")
+    parser.add_argument("--step-times", action="store_true", help="only time one training step of each form")
     parser.add_argument("--iters", type=int, default=3000)
     parser.add_argument("--channels", type=int, default=32)
     parser.add_argument("--blocks", type=int, default=2)
@@ -98,6 +121,11 @@ def main() -> None:
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
     parser.add_argument("--methods", default=",".join(METHODS))
     args = parser.parse_args()
+    if args.step_times:
+        step_times(args)
+        return
+    if args.data is None or args.work is None:
+        parser.error("--data and --work are required (except with --step-times)")
     args.work.mkdir(parents=True, exist_ok=True)
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
