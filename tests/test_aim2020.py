@@ -43,7 +43,7 @@ def _kb_config_file(folder: Path, train_dir: Path, **extra) -> Path:
         "kernel_basis": SCHEDULE,
         "stage1": {"lr": 1e-3, "schedule": "cosine", "warmup_iters": 1},
         "stage2": {"iters": 2},
-        "ema_decay": 0.9, "log_every": 2, "val_every": 0, "checkpoint_every": 2, "keep_checkpoints": 3,
+        "ema_decay": 0.9, "log_every": 2, "val_every": 0, "checkpoint_every": 2, "keep_checkpoints": 4,
         "threads": 1, **extra,
     }
     path = folder / "kb.yaml"
@@ -130,9 +130,8 @@ def test_schedule_config(tmp_path, train_dir):
 
 
 def test_schedule_needs_kernel_basis_convs(tmp_path, train_dir):
-    path = _kb_config_file(tmp_path, train_dir)
-    config = load_config(path, ["model.name=fimdn", "model.args.conv=acb", f"output={tmp_path}/r"])
-    config.model.args.pop("groups")
+    fimdn_acb = {"name": "fimdn", "scale": 4, "args": {"channels": 8, "num_blocks": 1, "conv": "acb"}}
+    config = load_config(_kb_config_file(tmp_path, train_dir, model=fimdn_acb))
     with pytest.raises(LeansrError, match="kernel-basis ones"):
         Trainer(config, tmp_path / "r")
 
@@ -140,7 +139,7 @@ def test_schedule_needs_kernel_basis_convs(tmp_path, train_dir):
 # ---- training ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dropped", [1, 2], ids=["resume-mid-stage-2", "resume-in-stage-1-then-grow"])
+@pytest.mark.parametrize("dropped", [1, 3], ids=["resume-mid-stage-2", "resume-in-stage-1-then-grow"])
 def test_schedule_resume_is_bit_identical(tmp_path, train_dir, dropped):
     path = _kb_config_file(tmp_path, train_dir)
     straight = Trainer(load_config(path), tmp_path / "straight")
@@ -148,11 +147,11 @@ def test_schedule_resume_is_bit_identical(tmp_path, train_dir, dropped):
     run = tmp_path / "interrupted"
     Trainer(load_config(path), run).train(max_steps=5)  # stage 2 of the schedule runs iterations 3-5
     found = checkpoints.list_checkpoints(run)
-    assert [i for i, _ in found] == [2, 4, 5]
+    assert [i for i, _ in found] == [2, 3, 4, 5]  # periodic, end of basis stage 1, periodic, on stop
     for _, file in found[-dropped:]:  # as after kill -9 between checkpoints
         file.unlink()
     resumed = Trainer(load_config(path), run, resume=True)
-    assert resumed.iteration == (4 if dropped == 1 else 2)
+    assert resumed.iteration == {1: 4, 3: 2}[dropped]
     resumed.train()
     a, b = _weights(straight), _weights(resumed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
