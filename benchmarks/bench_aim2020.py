@@ -85,7 +85,7 @@ def score(run: Path, threads: int) -> dict:
            "train_params": sum(p.numel() for p in model.parameters()),
            "minutes": records[-1]["elapsed_s"] / 60}
     for name in ("Set5", "Set14"):
-        row[name] = float(evaluate_model(deployed, SHARED / name, scale=4)["psnr_y"])
+        row[name] = float(evaluate_model(deployed, SHARED / name, scale=4).psnr_y)
     return row
 
 
