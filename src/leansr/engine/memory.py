@@ -19,8 +19,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_leaves
 
+from leansr.bench.memory import StorageLedger
 from leansr.runtime import Precision, autocast
 
 PROBE_SIZES = (64, 128)
@@ -76,39 +76,17 @@ def _peak(model: Callable[[Tensor], Tensor], channels: int, size: int, device: t
 
 
 class _LiveStorage(TorchFunctionMode):
-    """Running and peak bytes of storages that torch functions returned and some tensor still views."""
+    """The storage ledger fed by every torch function's outputs."""
 
     def __init__(self, resident: Tensor) -> None:
         super().__init__()
-        self._resident = resident.untyped_storage().data_ptr()
-        self._views: dict[int, int] = {}
-        self._sizes: dict[int, int] = {}
-        self._tracked: set[int] = set()
-        self.live = self.peak = 0
+        self.ledger = StorageLedger([resident])
+
+    @property
+    def peak(self) -> int:
+        return self.ledger.peak
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        for t in tree_leaves(out):
-            if isinstance(t, Tensor) and id(t) not in self._tracked:
-                self._track(t)
+        self.ledger.track_all(out)
         return out
-
-    def _track(self, t: Tensor) -> None:
-        storage = t.untyped_storage()
-        address, size = storage.data_ptr(), storage.nbytes()
-        if address == self._resident or size == 0 or t.device.type == "meta":
-            return
-        self._tracked.add(id(t))
-        weakref.finalize(t, self._release, id(t), address)
-        if address not in self._views:
-            self._views[address], self._sizes[address] = 0, size
-            self.live += size
-            self.peak = max(self.peak, self.live)
-        self._views[address] += 1
-
-    def _release(self, tensor_id: int, address: int) -> None:
-        self._tracked.discard(tensor_id)
-        self._views[address] -= 1
-        if self._views[address] == 0:
-            del self._views[address]
-            self.live -= self._sizes.pop(address)
