@@ -8,6 +8,7 @@ each other's results; outputs already present are skipped, so a re-run finishes 
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import re
 import shutil
@@ -174,7 +175,7 @@ def _collect(pending: tuple[Job, Future], failures: list[tuple[Path, str]]) -> N
 
 def _write_stdout(data, result: QuantizedImage, job: Job) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"out{job.src.suffix if job.src != STDIO else '.png'}"
+        path = Path(folder) / "out.png"  # a pipe gets PNG: lossless, and what the bit depth was planned for
         write_pixels(path, data, colour=result.colour, icc_profile=result.source.icc_profile)
         sys.stdout.buffer.write(path.read_bytes())
         sys.stdout.buffer.flush()
@@ -190,8 +191,6 @@ def _stdin_file() -> Path:
         path = folder / "stdin"
         with open(path, "wb") as f:
             shutil.copyfileobj(sys.stdin.buffer, f)
-        import atexit
-
         atexit.register(shutil.rmtree, folder, True)
         _STDIN_COPY.append(path)
     return _STDIN_COPY[0]
