@@ -247,10 +247,12 @@ class FoldedShiftConv(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(weight)
         self.bias = nn.Parameter(bias) if bias is not None else None
-        self.ghost_weight = nn.Parameter(ghost_weight)  # 3x3 weights on the ghosts, per source channel
         self.fold_direction = direction
         dy, dx = offset(direction)
         self.pads = (1 + max(-dx, 0), 1 + max(dx, 0), 1 + max(-dy, 0), 1 + max(dy, 0))
+        # Only the ghost taps that read the dropped row / column are kept, for the border correction.
+        self.edge_row = nn.Parameter(ghost_weight[..., 1 - dy : 2 - dy, :].clone()) if dy else None
+        self.edge_col = nn.Parameter(ghost_weight[..., :, 1 - dx : 2 - dx].clone()) if dx else None
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, intrinsic: int, direction: int) -> FoldedShiftConv:
@@ -281,19 +283,18 @@ class FoldedShiftConv(nn.Module):
     def _subtract_dropped(self, out: Tensor, a: Tensor, dy: int, dx: int) -> Tensor:
         """Remove what the folded kernel read from the row/column of `a` that the shift drops."""
         height, width = a.shape[-2:]
-        g = self.ghost_weight
         row0 = 0 if dy > 0 else height - 1
         col0 = 0 if dx > 0 else width - 1
         if dy:
             # out[row0, j] read g[1-dy, c] * a[row0, j + c-1 + dx] for every column in frame.
-            line = F.conv2d(F.pad(a[..., row0 : row0 + 1, :], (2, 2)), g[..., 1 - dy : 2 - dy, :])
+            line = F.conv2d(F.pad(a[..., row0 : row0 + 1, :], (2, 2)), self.edge_row)
             out[..., row0 : row0 + 1, :] -= line[..., 1 + dx : 1 + dx + width]
         if dx:
             column = a[..., :, col0 : col0 + 1]
             if dy:  # the corner is already in the row term
                 column = column.clone()
                 column[..., row0, :] = 0
-            line = F.conv2d(F.pad(column, (0, 0, 2, 2)), g[..., :, 1 - dx : 2 - dx])
+            line = F.conv2d(F.pad(column, (0, 0, 2, 2)), self.edge_col)
             out[..., :, col0 : col0 + 1] -= line[..., 1 + dy : 1 + dy + height, :]
         return out
 

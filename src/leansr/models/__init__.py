@@ -8,3 +8,5 @@ from leansr.models import pan  # noqa: F401
 from leansr.models import imdn_acb  # noqa: F401
 from leansr.models import fmen  # noqa: F401
 from leansr.models import bicubic  # noqa: F401
+from leansr.models import edsr  # noqa: F401
+from leansr.models import ghostsr  # noqa: F401
