@@ -139,9 +139,9 @@ def test_soft_selection_temperature() -> None:
 
 
 def test_frozen_direction_training_uses_slicing_and_matches_eval() -> None:
-    ghost = randomize(GhostConv(3, 6, direction=1))
+    ghost = randomize(GhostConv(3, 6, direction=1, selection="fixed"))
     ghost.set_direction(1)
-    ghost.learn_direction = False
+    assert not ghost.shift_logits.requires_grad
     x = _rand(1, 3, 5, 5)
     with torch.no_grad():
         trained = ghost.train()(x)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from leansr.commands import bench, data, deploy, evaluate, train, upscale, zoo
+from leansr.commands import bench, data, deploy, evaluate, ghost, train, upscale, zoo
 from leansr.errors import LeansrError
 
 # Each module has `register(subparsers)`, which adds its parser(s) with `func=run(args) -> int`.
-COMMANDS = (zoo, deploy, train, data, bench, evaluate, upscale)
+COMMANDS = (zoo, deploy, train, data, bench, evaluate, upscale, ghost)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,7 +8,9 @@ A ghost conv runs a primary conv to `ceil(ratio * C)` *intrinsic* channels and a
 Training form (`GhostConv`): the official MindSpore code learns one direction per layer as a 3x3 weight,
 adds Gumbel noise, takes the one-hot at argmax |w + g| and passes gradients straight through
 (`selection="hard"`); the paper's Gumbel-softmax with a temperature (`selection="soft"`, `tau` annealed
-by `set_temperature`) is the option. Per-channel directions (one weight per ghost channel) are optional.
+by `set_temperature`) is the option, and `selection="fixed"` keeps the initial direction (no learning;
+the shift is then a slice in training too). Per-channel directions (one weight per ghost channel) are
+optional.
 
 Deployed forms (re-parameterizations, `fuse()`): `DeployedGhostConv` shifts by slicing into the output
 buffer, never with a depthwise conv (3-6x slower on CPU). Where a ghost tensor feeds a 3x3 conv through an
@@ -28,7 +30,7 @@ from leansr.layers.reparam import Reparameterizable
 
 NUM_DIRECTIONS = 9
 CENTER = 4
-SELECTIONS = ("hard", "soft")
+SELECTIONS = ("hard", "soft", "fixed")
 
 
 def offset(direction: int) -> tuple[int, int]:
@@ -105,12 +107,12 @@ class GhostConv(Reparameterizable):
         self.ghosts = out_channels - self.intrinsic
         self.selection = selection
         self.tau = 1.0  # soft selection temperature; see set_temperature
-        self.learn_direction = True  # False: keep the current direction, shift by slicing while training
+        self.learn_direction = selection != "fixed"  # False: shift by slicing while training
         self.fold_output = False
         self.fold_input: tuple[int, int] | None = None  # (intrinsic channels of the input, direction)
         self.primary = nn.Conv2d(in_channels, self.intrinsic, kernel_size, padding=kernel_size // 2, bias=bias)
         rows = self.ghosts if per_channel else 1
-        self.shift_logits = nn.Parameter(torch.randn(rows, 3, 3) * 0.01)
+        self.shift_logits = nn.Parameter(torch.randn(rows, 3, 3) * 0.01, requires_grad=self.learn_direction)
         if direction is not None:
             self.set_direction(direction, strength=strength)
 

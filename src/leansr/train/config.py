@@ -27,6 +27,7 @@ class ModelConfig:
     # Re-parameterizable models train in their branched form; true trains the fused (plain) form directly,
     # several times faster on CPU at some cost in accuracy. The exported model is the same either way.
     train_fused: bool = False
+    init: str = ""  # checkpoint whose weights start the run (fine-tuning); "" = random initialisation
 
 
 @dataclass
@@ -58,12 +59,19 @@ class StageConfig:
 
 
 @dataclass
+class DistillConfig:
+    teacher: str = ""  # checkpoint whose outputs on the LR patches are targets ("" = train on HR only)
+    hr_weight: float = 0.0  # with a teacher: loss = (1 - hr_weight) * loss(teacher) + hr_weight * loss(HR)
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     # L1 from scratch, then an optional L2 fine-tune with a fresh optimizer (the AIM 2020 / NTIRE 2022 recipes).
     stage1: StageConfig = field(default_factory=lambda: StageConfig(loss="l1", iters=1000))
     stage2: StageConfig = field(default_factory=lambda: StageConfig(loss="l2", iters=0, lr=2e-5))
+    distill: DistillConfig = field(default_factory=DistillConfig)
     ema_decay: float = 0.999  # EMA of weights (0 = off); validation and export use the EMA weights
     amp: str = "none"  # none | bf16 | fp16 (autocast on GPU; fp16 adds a GradScaler)
     device: str = "auto"  # auto | cpu | cuda
@@ -73,6 +81,7 @@ class TrainConfig:
     checkpoint_every: int = 1000  # iterations between training checkpoints
     keep_checkpoints: int = 2  # most recent training checkpoints kept (best.pt is kept besides)
     threads: int = 0  # torch CPU threads (0 = leave torch's default)
+    time_limit_min: float = 0.0  # stop with a checkpoint after this many minutes of one session (0 = none)
     output: str = "runs/{model}_x{scale}"  # run folder; {model} and {scale} are filled in
 
 
@@ -163,6 +172,10 @@ def validate(config: TrainConfig) -> None:
         raise LeansrError(f"device must be auto, cpu or cuda, not {config.device!r}")
     if config.data.patch_size < 4 or config.data.batch_size < 1:
         raise LeansrError("data.patch_size must be >= 4 and data.batch_size >= 1")
+    if not 0.0 <= config.distill.hr_weight <= 1.0:
+        raise LeansrError("distill.hr_weight must be in [0, 1]")
+    if config.time_limit_min < 0:
+        raise LeansrError("time_limit_min must be >= 0")
     if not 0.0 <= config.ema_decay < 1.0:
         raise LeansrError("ema_decay must be in [0, 1)")
 

@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from leansr.checkpoint import save_checkpoint
+from leansr.checkpoint import load_model, read_state_dict, save_checkpoint
 from leansr.color import rgb_to_ycbcr
 from leansr.errors import LeansrError
 from leansr.inference import resolve_device
@@ -40,11 +40,17 @@ def build_model(config: TrainConfig) -> nn.Module:
     if "scale" in inspect.signature(get_model_info(config.model.name).constructor).parameters:
         kwargs["scale"] = config.model.scale
     model = create_model(config.model.name, **kwargs)
-    if not config.model.train_fused:
-        return model
-    fused = reparameterize_model(model, inplace=True)
-    fused.arch, fused.hparams = model.arch, model.hparams
-    return fused
+    if config.model.train_fused:
+        fused = reparameterize_model(model, inplace=True)
+        fused.arch, fused.hparams = model.arch, model.hparams
+        model = fused
+    if config.model.init:
+        try:
+            model.load_state_dict(read_state_dict(config.model.init)[0])
+        except RuntimeError as exc:
+            detail = str(exc).replace("\n", " ")[:300]
+            raise LeansrError(f"model.init {config.model.init} does not fit {config.model.name}: {detail}") from None
+    return model
 
 
 def resolve_run_dir(config: TrainConfig) -> Path:
@@ -68,6 +74,7 @@ class Trainer:
         if missing:
             raise LeansrError(f"validation folder {missing[0]} does not exist")
         self.model = build_model(config).to(self.device)
+        self.teacher = load_model(config.distill.teacher, device=self.device) if config.distill.teacher else None
         self.ema = ModelEMA(self.model, config.ema_decay) if config.ema_decay > 0 else None
         self.net: nn.Module = self.model
         if self.dist.enabled:
@@ -199,6 +206,10 @@ class Trainer:
                     self._validate_and_maybe_checkpoint(bar)
                 elif self.iteration % self.config.checkpoint_every == 0:
                     self.save()
+                limit = self.config.time_limit_min * 60
+                if limit and time.perf_counter() - session_start > limit:
+                    self.stop_requested = True
+                    log.warning("time limit of %g min reached", self.config.time_limit_min)
                 if broadcast_flag(self.dist, self.stop_requested):
                     self.save()
                     log.warning("stopped at iteration %d; resume with --resume %s", self.iteration, self.run_dir)
@@ -225,7 +236,12 @@ class Trainer:
         with autocast(self.device, self.config.amp):
             sr = self.net(lr_img)
         sr = sr.float()
-        loss = F.l1_loss(sr, hr_img) if self.stage.loss == "l1" else F.mse_loss(sr, hr_img)
+        loss = self._loss(sr, hr_img)
+        if self.teacher is not None:
+            with torch.no_grad():
+                target = self.teacher(lr_img).float()
+            hr_weight = self.config.distill.hr_weight
+            loss = (1 - hr_weight) * self._loss(sr, target) + hr_weight * loss
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.stage.grad_clip > 0:
@@ -240,6 +256,9 @@ class Trainer:
         with torch.no_grad():
             mse = F.mse_loss(sr.detach().clamp(0, 1), hr_img).item()
         return loss.item(), 10 * math.log10(1.0 / max(mse, 1e-10))
+
+    def _loss(self, sr: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.l1_loss(sr, target) if self.stage.loss == "l1" else F.mse_loss(sr, target)
 
     def _log_train(self, window: list[tuple[float, float]], it_per_s: float, bar: Any) -> None:
         loss = sum(w[0] for w in window) / len(window)
