@@ -65,7 +65,7 @@ def convert(
     if getattr(model, "arch", None) in (None, "ghostsr"):
         raise LeansrError("convert a zoo model loaded with load_model (not an already converted GhostSR model)")
     model = model.float().eval()
-    pairs = find_pairs(model)
+    pairs = find_pairs(model)  # never the trunk convs: their channel positions are fixed
     if not pairs:
         raise LeansrError(f"{model.arch} has no convertible conv (no 3x3 conv whose output channels are free)")
     base_args = {k: v for k, v in model.hparams.items() if k != "scale"}

@@ -15,6 +15,10 @@ Which convs, per family:
 - ECBSR deployed (our default models): every conv but the last `-> next conv` (per-channel PReLU: its
   slopes are permuted with the channels; not foldable).
 - E-RFDN (RFDB) and IMDN AIM 2019 (IMDB without CCA): `c4 -> c5` (1x1 on the concatenation, at offset 3/4).
+
+`trunk=True` (training from scratch only, as the paper's EDSR-GhostSR) also makes the convs that write into
+the residual trunk ghost convs (pairs without a consumer): with no pretrained channel positions to keep,
+both 3x3 convs of every residual block can be ghost convs, as in the official code.
 """
 
 from __future__ import annotations
@@ -39,21 +43,24 @@ from leansr.registry import create_model, get_model_info, register_model
 Pair = dict[str, Any]  # producer, consumer, act (per-channel act module or None), offset, fold
 
 
-def _pair(producer: str, consumer: str, *, act: str | None = None, offset: int = 0, fold: bool = True) -> Pair:
+def _pair(producer: str, consumer: str | None, *, act: str | None = None, offset: int = 0, fold: bool = True) -> Pair:
     return {"producer": producer, "consumer": consumer, "act": act, "offset": offset, "fold": fold}
 
 
-def find_pairs(model: nn.Module) -> list[Pair]:
-    """Convertible (producer, consumer) pairs of a zoo model, in forward order."""
+def find_pairs(model: nn.Module, *, trunk: bool = False) -> list[Pair]:
+    """Convertible (producer, consumer) pairs of a zoo model, in forward order; `trunk`: see the module doc."""
     pairs: list[Pair] = []
     for name, module in model.named_modules():
         p = f"{name}." if name else ""
         if isinstance(module, RLFB):
             pairs += [_pair(f"{p}c1_r", f"{p}c2_r"), _pair(f"{p}c2_r", f"{p}c3_r")]
+            pairs += [_pair(f"{p}c3_r", None, fold=False)] if trunk else []
         elif isinstance(module, ResidualBlockNoBN):
             pairs.append(_pair(f"{p}conv1", f"{p}conv2"))
+            pairs += [_pair(f"{p}conv2", None, fold=False)] if trunk else []
         elif isinstance(module, EDSRBlock):
             pairs.append(_pair(f"{p}body.0", f"{p}body.2"))
+            pairs += [_pair(f"{p}body.2", None, fold=False)] if trunk else []
         elif isinstance(module, DeployedHFAB) and _plain_erbs(module.convs):
             first, last = f"{p}convs.0.conv1.rep_conv", f"{p}convs.{len(module.convs) - 1}.conv2.rep_conv"
             pairs += [_pair(f"{p}squeeze", first)]
@@ -69,6 +76,13 @@ def find_pairs(model: nn.Module) -> list[Pair]:
         elif isinstance(module, IMDB) and isinstance(module.cca, nn.Identity):
             pairs.append(_pair(f"{p}c4", f"{p}c5", offset=3 * module.distilled, fold=False))
     return [pair for pair in pairs if _plain(model, pair["producer"]) and _plain(model, pair["consumer"])]
+
+
+def _plain(model: nn.Module, path: str | None) -> bool:
+    if path is None:
+        return True
+    module = model.get_submodule(path)
+    return type(module) is nn.Conv2d and module.groups == 1 and module.stride == (1, 1)
 
 
 def _plain_erbs(convs: nn.Module) -> bool:
@@ -91,11 +105,6 @@ def _ecbsr_pairs(model: ECBSR, p: str) -> list[Pair]:
     return pairs
 
 
-def _plain(model: nn.Module, path: str) -> bool:
-    module = model.get_submodule(path)
-    return type(module) is nn.Conv2d and module.groups == 1 and module.stride == (1, 1)
-
-
 @register_model("ghostsr", scales=(2, 3, 4), summary="GhostSR: a zoo model with shift-generated ghost features")
 def ghostsr(
     *,
@@ -109,6 +118,7 @@ def ghostsr(
     pairs: list[Pair] | None = None,
     directions: list[Any] | None = None,
     fold: bool = False,
+    trunk: bool = False,
 ) -> nn.Module:
     """`base` (built with `base_args`, fused first if `base_deployed`) with each pair's producer a ghost conv.
 
@@ -126,7 +136,7 @@ def ghostsr(
     if base_deployed:
         model = reparameterize_model(model, inplace=True)
     model.deployed = False  # the ghost convs are training form until this model is re-parameterized
-    pairs = find_pairs(model) if pairs is None else pairs
+    pairs = find_pairs(model, trunk=trunk) if pairs is None else pairs
     if not pairs:
         raise LeansrError(f"{base} has no convertible 3x3 conv (see leansr.models.ghostsr for which convs)")
     if directions is not None and len(directions) != len(pairs):
