@@ -45,8 +45,8 @@ def test_bad_input_is_one_line(capsys, tmp_path, data_dir, weights) -> None:
 
 def test_tiny_quick_run_writes_a_deployed_model_and_resumes(capsys, tmp_path, data_dir, weights) -> None:
     out = tmp_path / "ghost.safetensors"
-    argv = ["ghost", "--weights", str(weights), "--data", str(data_dir), "-o", str(out), "--iters", "2",
-            "--threads", "1"]
+    argv = ["ghost", "--weights", str(weights), "--data", str(data_dir), "-o", str(out), "--fold",
+            "--iters", "2", "--threads", "1"]
     assert main(argv) == 0
     model = load_model(out)
     assert model.arch == "ghostsr" and model.deployed

@@ -43,7 +43,7 @@ def _calibration(channels: int = 3, n: int = 3, size: int = 14) -> torch.Tensor:
 def test_convert_keeps_shapes_runs_and_round_trips(tmp_path, arch, args, deploy) -> None:
     model = _model(arch, args, deploy)
     ghost = convert(model, _calibration(model.in_channels), ratio=0.5)
-    pairs = find_pairs(model)
+    pairs = [p for p in find_pairs(model, trunk=True) if p["consumer"] is not None]
     assert sum(isinstance(m, GhostConv) for m in ghost.modules()) == len(pairs) > 0
     x = _calibration(model.in_channels, n=1, size=9)
     with torch.no_grad():
@@ -56,6 +56,38 @@ def test_convert_keeps_shapes_runs_and_round_trips(tmp_path, arch, args, deploy)
         assert torch.equal(loaded(x), ghost(x))
 
 
+def _duplicate_filters(model: torch.nn.Module, pairs: list[dict]) -> None:
+    """Make every producer's second half of filters (and biases, PReLU slopes) copy its first half."""
+    with torch.no_grad():
+        for pair in pairs:
+            conv = model.get_submodule(pair["producer"])
+            half = conv.out_channels // 2
+            conv.weight[half:] = conv.weight[:half]
+            conv.bias[half:] = conv.bias[:half]
+            if pair["act"]:
+                slopes = model.get_submodule(pair["act"]).weight
+                slopes[half:] = slopes[:half]
+
+
+@pytest.mark.parametrize("arch,args,deploy", [
+    ("rlfn_ntire", {"num_blocks": 2}, False),  # inner pairs and trunk pairs (rows/cols of the whole trunk)
+    ("msrresnet", {"num_blocks": 2}, False),
+    ("rfdn", {"num_blocks": 1}, False),  # consumer columns at an offset in a concatenation
+    ("ecbsr_m4c8", {"in_channels": 3}, True),  # per-channel PReLU slopes follow the channels
+])
+def test_duplicated_filters_convert_exactly(arch, args, deploy) -> None:
+    """Ghost = plain copy of a duplicate filter: clustering, permutations and trunk orders must be exact."""
+    model = _model(arch, args, deploy)
+    pairs = [p for p in find_pairs(model, trunk=True) if p["consumer"] is not None]
+    _duplicate_filters(model, pairs)
+    ghost = convert(model, _calibration(model.in_channels), ratio=0.5, shifts=(4,), refit=False)
+    if arch == "rlfn_ntire":
+        assert sum(1 for p in ghost.hparams["pairs"] if "rows" in p) == 2
+    x = _calibration(model.in_channels, n=1, size=9)
+    with torch.no_grad():
+        assert (ghost(x) - model(x)).abs().max() <= 1e-4 * model(x).abs().max()
+
+
 def test_converted_rlfn_starts_close_and_deploys_folded(tmp_path) -> None:
     model = _model("rlfn_ntire", {"num_blocks": 2}, False)
     calibration = _calibration(n=4, size=20)
@@ -63,14 +95,15 @@ def test_converted_rlfn_starts_close_and_deploys_folded(tmp_path) -> None:
     assert all(d in (1, 3, 4, 5, 7) for d in ghost.hparams["directions"])  # axis shifts by default
     # Refitting the consumers must beat merely dropping the ghost filters' consumer columns.
     assert calibration_error(model, ghost, calibration) > 30
-    folded = create_model("ghostsr", **{**ghost.hparams, "fold": True})
-    folded.load_state_dict(ghost.state_dict())
+    inner = convert(model, calibration, ratio=0.5, trunk=False)
+    folded = create_model("ghostsr", **{**inner.hparams, "fold": True})
+    folded.load_state_dict(inner.state_dict())
     deployed = reparameterize_model(folded.eval())
     assert any(isinstance(m, FoldedShiftConv) for m in deployed.modules())
     assert not any(isinstance(m, DeployedGhostConv) for m in deployed.modules())  # every RLFB pair folds
     x = _calibration(n=1, size=11)
     with torch.no_grad():
-        assert (deployed(x) - ghost(x)).abs().max() < 1e-4
+        assert (deployed(x) - inner(x)).abs().max() < 1e-4
     path = save_checkpoint(deployed, tmp_path / "deployed.safetensors")
     with torch.no_grad():
         assert torch.equal(load_model(path)(x), deployed(x))

@@ -46,8 +46,9 @@ def convert(
     ratio: float = 0.5,
     per_channel: bool = False,
     selection: str = "hard",
-    shifts: str = "axis",
+    shifts: str | tuple[int, ...] = "axis",
     refit: bool = True,
+    trunk: bool = True,
     seed: int = 0,
 ) -> nn.Module:
     """A `ghostsr` model built from `model` (made by `create_model`/`load_model`), fitted on `calibration`.
@@ -55,17 +56,20 @@ def convert(
     `calibration`: LR patches (N, C, h, w) on the 0-1 scale. `shifts`: "axis" (the 4 one-pixel moves along
     rows or columns, and no move) or "all" 9. Axis shifts fold into 3x4 / 4x3 kernels, diagonal ones into
     4x4 kernels, which cost a third more: on RLFN_ntire a folded ratio-0.5 model is 0.60x the MACs with
-    axis shifts and 0.68x with diagonal ones. `refit=False` skips the least-squares steps (shifts then
-    chosen by matching responses): the bare clustering and permutation, for comparison.
+    axis shifts and 0.68x with diagonal ones (a tuple of direction indices also works). `refit=False` skips the least-squares steps (shifts then
+    chosen by matching responses): the bare clustering and permutation, for comparison. `trunk`: also the
+    convs that write into a residual trunk where that is sound (RLFN's `c3_r`; `leansr.models.ghostsr`).
     """
-    if shifts not in SHIFT_SETS:
-        raise LeansrError(f"shifts must be one of {', '.join(SHIFT_SETS)}, got {shifts!r}")
+    candidates = SHIFT_SETS.get(shifts) if isinstance(shifts, str) else tuple(shifts)
+    if not candidates or not all(0 <= d < NUM_DIRECTIONS for d in candidates):
+        raise LeansrError(f"shifts must be one of {', '.join(SHIFT_SETS)} or directions 0..8, got {shifts!r}")
     if not 0.0 < ratio < 1.0:
         raise LeansrError(f"--ratio must be in (0, 1), got {ratio}")
     if getattr(model, "arch", None) in (None, "ghostsr"):
         raise LeansrError("convert a zoo model loaded with load_model (not an already converted GhostSR model)")
     model = model.float().eval()
-    pairs = find_pairs(model)  # never the trunk convs: their channel positions are fixed
+    # Trunk convs only where each trunk space can take its own channel order (RLFN); see find_pairs.
+    pairs = [p for p in find_pairs(model, trunk=trunk) if p["consumer"] is not None]
     if not pairs:
         raise LeansrError(f"{model.arch} has no convertible conv (no 3x3 conv whose output channels are free)")
     base_args = {k: v for k, v in model.hparams.items() if k != "scale"}
@@ -83,13 +87,13 @@ def convert(
     for pair in pairs:
         weight = model.get_submodule(pair["producer"]).weight.detach()
         rows[pair["producer"]], orders[pair["producer"]] = _choose_filters(weight, ghost, pair, generator)
-    _install(model, ghost, pairs, rows, orders)
+    row_order = _install(model, ghost, pairs, rows, orders)
     directions = []
     for pair in pairs:  # forward order: each fit sees the already converted layers before it
-        directions.append(_choose_direction(ghost, pair, orders[pair["producer"]], targets, rows, calibration,
-                                            generator, SHIFT_SETS[shifts], search=refit))
+        directions.append(_choose_direction(ghost, pair, orders[pair["producer"]], targets, row_order,
+                                            calibration, generator, candidates, search=refit))
         if refit:
-            _refit_consumer(ghost, pair, targets, rows, calibration, generator)
+            _refit_consumer(ghost, pair, targets, row_order, calibration, generator)
     ghost.hparams["directions"] = directions
     return ghost
 
@@ -147,17 +151,24 @@ def kmeans(x: Tensor, k: int, generator: torch.Generator) -> tuple[Tensor, Tenso
 
 
 def _install(model: nn.Module, ghost: nn.Module, pairs: list[Pair], rows: dict[str, list[int]],
-             orders: dict[str, list[int | None]]) -> None:
-    """Producers keep their intrinsic rows; consumers' input columns (and per-channel activations) follow
-    the new channel order; a ghost slot with no filter behind it gets a zero column."""
-    weights = {path: model.get_submodule(path).weight.detach().clone()
-               for p in pairs for path in (p["producer"], p["consumer"])}
+             orders: dict[str, list[int | None]]) -> dict[str, list[int]]:
+    """Producers keep their intrinsic rows; the consumer's input columns (and per-channel activations, and a
+    trunk's other readers and writers) follow the new channel order; a ghost slot with no filter behind it
+    gets a zero column. Returns each changed conv's rows as indices into the original rows."""
+    paths = {path for p in pairs for path in (p["producer"], p["consumer"], *p.get("rows", ()), *p.get("cols", ()))}
+    weights = {path: model.get_submodule(path).weight.detach().clone() for path in paths}
+    row_order = {path: list(range(weight.shape[0])) for path, weight in weights.items()}
     for pair in pairs:
         order = orders[pair["producer"]]
-        weight, start = weights[pair["consumer"]], pair["offset"]
-        block = weight[:, start : start + len(order)]
-        weight[:, start : start + len(order)] = torch.stack(
-            [block[:, i] if i is not None else torch.zeros_like(block[:, 0]) for i in order], 1)
+        row_order[pair["producer"]] = rows[pair["producer"]]
+        for path in pair.get("rows", ()):
+            row_order[path] = [int(i) for i in order]  # a trunk has no missing filter: all slots are filled
+        readers = {pair["consumer"]: pair["offset"], **{path: 0 for path in pair.get("cols", ())}}
+        for path, start in readers.items():
+            weight = weights[path]
+            block = weight[:, start : start + len(order)]
+            weight[:, start : start + len(order)] = torch.stack(
+                [block[:, i] if i is not None else torch.zeros_like(block[:, 0]) for i in order], 1)
         if pair["act"]:
             old = model.get_submodule(pair["act"]).weight.detach()
             intrinsic = rows[pair["producer"]]
@@ -167,11 +178,12 @@ def _install(model: nn.Module, ghost: nn.Module, pairs: list[Pair], rows: dict[s
     for path, weight in weights.items():
         conv = _consumer_conv(ghost, path)
         bias = model.get_submodule(path).bias
-        keep = rows.get(path, list(range(weight.shape[0])))
+        keep = row_order[path]
         with torch.no_grad():
             conv.weight.copy_(weight[keep])
             if bias is not None:
                 conv.bias.copy_(bias.detach()[keep])
+    return row_order
 
 
 def _consumer_conv(ghost: nn.Module, path: str) -> nn.Conv2d:
@@ -262,9 +274,7 @@ def _fit(ghost: nn.Module, pair: Pair, targets: dict[str, Tensor], rows: dict[st
     """Ridge least-squares consumer weights for the current ghost model, and their relative error."""
     conv = _consumer_conv(ghost, pair["consumer"])
     inputs = _consumer_input(ghost, pair["consumer"], x).double()
-    target = targets[pair["consumer"]].double()
-    if isinstance(ghost.get_submodule(pair["consumer"]), GhostConv):
-        target = target[:, rows[pair["consumer"]]]
+    target = targets[pair["consumer"]].double()[:, rows[pair["consumer"]]]  # the consumer's rows, reordered
     columns = F.unfold(inputs, conv.kernel_size, padding=conv.padding).transpose(1, 2).flatten(0, 1)
     values = target.flatten(2).transpose(1, 2).flatten(0, 1)
     if len(columns) > MAX_LS_ROWS:

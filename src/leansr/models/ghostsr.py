@@ -16,9 +16,15 @@ Which convs, per family:
   slopes are permuted with the channels; not foldable).
 - E-RFDN (RFDB) and IMDN AIM 2019 (IMDB without CCA): `c4 -> c5` (1x1 on the concatenation, at offset 3/4).
 
-`trunk=True` (training from scratch only, as the paper's EDSR-GhostSR) also makes the convs that write into
-the residual trunk ghost convs (pairs without a consumer): with no pretrained channel positions to keep,
-both 3x3 convs of every residual block can be ghost convs, as in the official code.
+`trunk=True` also makes the convs that write into a residual trunk ghost convs:
+- RLFN: each block's `c3_r` (output added to the block input). Sound for a pretrained model because every
+  block's trunk space can take its own channel order: it is written by the previous block's `c5` and ESA
+  `conv4` (or by `conv_1` and `conv_2`, the long skip, for block 1) and read by this block's `c1_r` and `c5`
+  and the previous ESA's `conv1` (or the upsampler). The pair lists those as `rows` / `cols`: they follow the
+  ghost conv's channel order. Its least-squares consumer is the block's `c5`.
+- EDSR / residual blocks: every block adds into one shared trunk, so one channel order would have to suit all
+  blocks; these pairs have no consumer and are only for training from scratch (the paper's EDSR-GhostSR, both
+  3x3 convs of every block ghosted, as the official code).
 """
 
 from __future__ import annotations
@@ -32,19 +38,24 @@ from leansr.layers.ghost import SELECTIONS, GhostConv, GhostFedConv
 from leansr.layers.hfab import DeployedHFAB
 from leansr.layers.reparam import reparameterize_model
 from leansr.layers.residual_block_nobn import ResidualBlockNoBN
-from leansr.layers.rlfb import RLFB
 from leansr.layers.rrrb import ERB, RepConv
 from leansr.models.ecbsr import ECBSR
 from leansr.models.edsr import EDSRBlock
 from leansr.models.imdn import IMDB
 from leansr.models.rfdn import RFDB
+from leansr.models.rlfn import RLFN
 from leansr.registry import create_model, get_model_info, register_model
 
 Pair = dict[str, Any]  # producer, consumer, act (per-channel act module or None), offset, fold
 
 
-def _pair(producer: str, consumer: str | None, *, act: str | None = None, offset: int = 0, fold: bool = True) -> Pair:
-    return {"producer": producer, "consumer": consumer, "act": act, "offset": offset, "fold": fold}
+def _pair(producer: str, consumer: str | None, *, act: str | None = None, offset: int = 0, fold: bool = True,
+          rows: list[str] | None = None, cols: list[str] | None = None) -> Pair:
+    """`rows` / `cols`: further convs whose output rows / input columns follow the producer's channel order."""
+    pair = {"producer": producer, "consumer": consumer, "act": act, "offset": offset, "fold": fold}
+    if rows or cols:
+        pair.update(rows=list(rows or []), cols=list(cols or []))
+    return pair
 
 
 def find_pairs(model: nn.Module, *, trunk: bool = False) -> list[Pair]:
@@ -52,9 +63,8 @@ def find_pairs(model: nn.Module, *, trunk: bool = False) -> list[Pair]:
     pairs: list[Pair] = []
     for name, module in model.named_modules():
         p = f"{name}." if name else ""
-        if isinstance(module, RLFB):
-            pairs += [_pair(f"{p}c1_r", f"{p}c2_r"), _pair(f"{p}c2_r", f"{p}c3_r")]
-            pairs += [_pair(f"{p}c3_r", None, fold=False)] if trunk else []
+        if isinstance(module, RLFN):
+            pairs += _rlfn_pairs(module, p, trunk)
         elif isinstance(module, ResidualBlockNoBN):
             pairs.append(_pair(f"{p}conv1", f"{p}conv2"))
             pairs += [_pair(f"{p}conv2", None, fold=False)] if trunk else []
@@ -83,6 +93,20 @@ def _plain(model: nn.Module, path: str | None) -> bool:
         return True
     module = model.get_submodule(path)
     return type(module) is nn.Conv2d and module.groups == 1 and module.stride == (1, 1)
+
+
+def _rlfn_pairs(model: RLFN, p: str, trunk: bool) -> list[Pair]:
+    pairs = []
+    for k in range(1, model.num_blocks + 1):
+        b = f"{p}block_{k}."
+        pairs += [_pair(f"{b}c1_r", f"{b}c2_r"), _pair(f"{b}c2_r", f"{b}c3_r")]
+        if not trunk:
+            continue
+        before = f"{p}block_{k - 1}." if k > 1 else None
+        writers = [f"{before}c5", f"{before}esa.conv4"] if before else [f"{p}conv_1", f"{p}conv_2"]
+        readers = [f"{b}c1_r", f"{b}c5", f"{before}esa.conv1" if before else f"{p}upsampler.0"]
+        pairs.append(_pair(f"{b}c3_r", f"{b}c5", fold=False, rows=writers, cols=readers))
+    return pairs
 
 
 def _plain_erbs(convs: nn.Module) -> bool:
