@@ -34,6 +34,7 @@ from leansr.registry import create_model
 
 KMEANS_ITERS = 30
 MAX_LS_ROWS = 24_000  # calibration pixels per least-squares fit (random subset)
+MAX_SEARCH_ROWS = 6_000  # fewer while comparing shifts: only the ranking matters there
 MAX_LS_SEARCH_INPUTS = 1024  # above this many consumer inputs, pick the shift by matching responses instead
 RIDGE = 1e-3
 SHIFT_SETS = {"axis": (1, 3, 4, 5, 7), "all": tuple(range(NUM_DIRECTIONS))}  # relative to the mean diagonal of A^T A
@@ -244,7 +245,7 @@ def _choose_direction(ghost: nn.Module, pair: Pair, order: list[int | None], tar
         errors = []
         for direction in candidates:
             module.set_direction(direction)
-            errors.append(_fit(ghost, pair, targets, rows, x, generator)[2])
+            errors.append(_fit(ghost, pair, targets, rows, x, generator, max_rows=MAX_SEARCH_ROWS)[2])
         best = candidates[int(torch.tensor(errors).argmin())]
     else:
         per_ghost = _response_match(targets[pair["producer"]], order, module.intrinsic)[:, list(candidates)]
@@ -270,15 +271,15 @@ def _response_match(output: Tensor, order: list[int | None], intrinsic: int) -> 
 
 
 def _fit(ghost: nn.Module, pair: Pair, targets: dict[str, Tensor], rows: dict[str, list[int]], x: Tensor,
-         generator: torch.Generator) -> tuple[Tensor, Tensor | None, float]:
+         generator: torch.Generator, max_rows: int = MAX_LS_ROWS) -> tuple[Tensor, Tensor | None, float]:
     """Ridge least-squares consumer weights for the current ghost model, and their relative error."""
     conv = _consumer_conv(ghost, pair["consumer"])
     inputs = _consumer_input(ghost, pair["consumer"], x).double()
     target = targets[pair["consumer"]].double()[:, rows[pair["consumer"]]]  # the consumer's rows, reordered
     columns = F.unfold(inputs, conv.kernel_size, padding=conv.padding).transpose(1, 2).flatten(0, 1)
     values = target.flatten(2).transpose(1, 2).flatten(0, 1)
-    if len(columns) > MAX_LS_ROWS:
-        pick = torch.randperm(len(columns), generator=generator)[:MAX_LS_ROWS]
+    if len(columns) > max_rows:
+        pick = torch.randperm(len(columns), generator=generator)[:max_rows]
         columns, values = columns[pick], values[pick]
     has_bias = conv.bias is not None
     if has_bias:
