@@ -72,7 +72,7 @@ def alternate(models: dict[str, nn.Module], size: int, rounds: int, repeats: int
 
 
 def deployed(path: Path) -> nn.Module:
-    model = load_model(path).eval()
+    model = load_model(path).model.eval()
     return model if is_reparameterized(model) else reparameterize_model(model)
 
 

@@ -31,7 +31,8 @@ from torch import Tensor, nn
 
 import leansr
 from leansr.bench.counting import count_model
-from leansr.inference import prepare_model, upscale_image, upscale_tensor
+from leansr.engine import upscale_image, upscale_tensor
+from leansr.runtime import prepare_for_inference as prepare_model
 
 
 def alternate_timings(

@@ -13,6 +13,7 @@ from torch import nn
 from leansr import create_model, list_models, save_checkpoint
 from leansr import registry
 from leansr.cli import main
+from leansr.context import GLOBAL
 from leansr.models.base import SRModel
 
 FAST = ["--repeats", "2", "--warmup", "0", "--input-size", "16", "16", "--threads", "1"]
@@ -32,13 +33,17 @@ class ToySR(SRModel):
         return self.shuffle(self.tail(torch.relu(self.body(x))))
 
 
+def _info(name, constructor, scales):
+    preset = registry.Preset(scales=scales)
+    return registry.ModelInfo(name, registry.Family(name, constructor, {name: preset}, lambda hp: GLOBAL), preset)
+
+
 @pytest.fixture
 def toys(monkeypatch):
     """Three toy models registered for this test only (the registry is restored afterwards)."""
-    registry._ensure_zoo_loaded()
     for channels in (2, 4, 8):
         name = f"toy_c{channels}"
-        info = registry.ModelInfo(name, functools.partial(ToySR, channels=channels), (2, 4), (), "toy")
+        info = _info(name, functools.partial(ToySR, channels=channels), (2, 4))
         monkeypatch.setitem(registry._MODELS, name, info)
     return [f"toy_c{c}" for c in (2, 4, 8)]
 
@@ -74,7 +79,7 @@ def test_models_without_the_scale_are_skipped_with_a_note(tmp_path, toys, capsys
     assert main(["bench", "--models", "toy_c2", "toy_c4", *FAST, "--scale", "3", "--out", str(out)]) == 2
     assert "not x3" in capsys.readouterr().err  # nothing measurable: a clear error, no reports
     constructor = registry._MODELS["toy_c4"].constructor
-    monkeypatch.setitem(registry._MODELS, "toy_c4", registry.ModelInfo("toy_c4", constructor, (2, 3), (), ""))
+    monkeypatch.setitem(registry._MODELS, "toy_c4", _info("toy_c4", constructor, (2, 3)))
     assert main(["bench", "--models", "toy_c2", "toy_c4", *FAST, "--scale", "3", "--out", str(out)]) == 0
     records, _, markdown = _read(out)
     assert [r["name"] for r in records] == ["toy_c4"] and records[0]["scale"] == 3

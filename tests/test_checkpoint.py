@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from leansr import create_model, load_model, save_checkpoint
-from leansr.checkpoint import atomic_path, read_state_dict
+from leansr.atomic import atomic_path
+from leansr.checkpoint import read_state_dict
 from leansr.errors import CheckpointError
 
 

@@ -4,24 +4,24 @@ import pytest
 
 from conftest import shared_path
 from leansr import create_model
-from leansr.inference import resolve_model
+from leansr.loading import resolve_model
 from leansr.metrics.evaluate import evaluate_model
 
 
 @pytest.mark.parametrize("scale", [2, 4])
 def test_packaged_default_is_a_deployed_trained_model(scale):
-    model = resolve_model(None, None, scale, "cpu")
+    model = resolve_model(None, None, scale)
     assert (model.arch, model.scale, model.deployed) == ("ecbsr_m10c32", scale, True)
 
 
 def test_scales_without_a_packaged_model_fall_back_to_bicubic():
-    assert resolve_model(None, None, 3, "cpu").arch == "bicubic"
+    assert resolve_model(None, None, 3).arch == "bicubic"
 
 
 @pytest.mark.reference
 @pytest.mark.parametrize("scale", [2, 4])
 def test_default_beats_bicubic_by_two_db_on_set5(scale):
     set5 = shared_path("data", "Set5")
-    ours = evaluate_model(resolve_model(None, None, scale, "cpu"), set5, scale=scale)["psnr_y"]
+    ours = evaluate_model(resolve_model(None, None, scale), set5, scale=scale)["psnr_y"]
     bicubic = evaluate_model(create_model("bicubic", scale=scale), set5, scale=scale)["psnr_y"]
     assert ours - bicubic >= 2.0, (ours, bicubic)

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 import leansr
-from leansr.checkpoint import build_from_detection, detect
+from leansr.loading import load_detected
+from leansr.registry import detect
 from leansr.layers import fusion, is_reparameterized
 from leansr.layers.fusion_check import randomize, relative_error
 
@@ -76,7 +77,7 @@ def test_official_training_layout_loads_and_matches_official_forward(scale: int)
     detection = detect(official)
     assert (detection.arch, detection.deployed) == ("ecbsr_m4c8", False)
     assert detection.hparams["scale"] == scale and detection.hparams["in_channels"] == 1
-    loaded = build_from_detection(detection).double().eval()
+    loaded = load_detected(detection).model.double().eval()
     x = torch.rand(1, 1, 7, 5, dtype=torch.float64) * 255
     with torch.no_grad():
         expected = _official_forward({k: v.double() for k, v in official.items()}, 6, scale, x)
@@ -89,7 +90,7 @@ def test_official_plainsr_layout_loads_deployed() -> None:
     plain = {k.replace(".conv.", ".conv3x3."): v for k, v in fused.state_dict().items()}
     detection = detect(plain)
     assert (detection.arch, detection.deployed) == ("ecbsr_m4c16", True)
-    loaded = build_from_detection(detection).double().eval()
+    loaded = load_detected(detection).model.double().eval()
     assert is_reparameterized(loaded)
     x = torch.rand(1, 1, 9, 13, dtype=torch.float64)
     with torch.no_grad():

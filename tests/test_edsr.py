@@ -6,7 +6,7 @@ import torch
 
 from leansr import create_model, load_model
 from leansr.bench.counting import count_params
-from leansr.checkpoint import detect
+from leansr.registry import detect
 
 
 def test_published_parameter_counts() -> None:

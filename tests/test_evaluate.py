@@ -14,7 +14,7 @@ import torch
 from PIL import Image as PILImage
 
 from conftest import shared_path
-from leansr.checkpoint import load_model
+from leansr.loading import load_model
 from leansr.cli import main
 from leansr.data.imresize import bicubic_degrade, imresize, mod_crop, quantize_uint8
 from leansr.errors import CheckpointError, LeansrError

@@ -14,6 +14,7 @@ from leansr.layers.hfab import HFAB, BorderPaddedBatchNorm, DeployedHFAB
 from leansr.layers.reparam import is_reparameterized, reparameterize_model
 from leansr.layers.rrrb import ERB, RRRB, RepConv
 from leansr.models.fmen import detect_fmen
+from leansr.registry import detect
 
 SIZES = [(1, 1), (2, 3), (5, 7), (9, 4)]
 OFFICIAL = ("weights", "NJU-Jet-FMEN", "test_weights.pt")
@@ -142,7 +143,7 @@ def test_official_checkpoint_reproduces_official_output(tmp_path):
     shutil.copyfile(source, neutral)
     for path in (source, neutral):
         model = load_model(path)
-        assert model.arch == "fmen_s" and model.deployed and model.scale == 4 and model.img_range == 255.0
+        assert model.arch == "fmen_s" and model.deployed and model.scale == 4 and model.input_range == 255.0
         sr, expected = _official_sr(model)
         assert np.abs(sr - expected).max() <= 1e-4
 
@@ -163,8 +164,9 @@ def test_ntire_challenge_layout_loads_and_matches(tmp_path):
 def test_training_and_deployed_state_dicts_are_detected(tmp_path, name, scale):
     model = create_model(name, scale=scale, attention_expand_ratio=3).eval()
     for form, sd in (("train", model.state_dict()), ("deployed", reparameterize_model(model).state_dict())):
-        detection = detect_fmen(sd)
-        assert detection is not None and detection.arch == name
+        assert detect_fmen(sd) is not None
+        detection = detect(sd)
+        assert detection.arch == name
         assert detection.deployed == (form == "deployed")
         assert detection.hparams["scale"] == scale and detection.hparams["img_range"] == 255.0
         torch.save(sd, tmp_path / f"{form}.pth")

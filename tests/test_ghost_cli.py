@@ -48,7 +48,7 @@ def test_tiny_quick_run_writes_a_deployed_model_and_resumes(capsys, tmp_path, da
     argv = ["ghost", "--weights", str(weights), "--data", str(data_dir), "-o", str(out), "--fold",
             "--iters", "2", "--threads", "1"]
     assert main(argv) == 0
-    model = load_model(out)
+    model = load_model(out).model
     assert model.arch == "ghostsr" and model.deployed
     assert model.hparams["fold"] and len(model.hparams["directions"]) == 2
     assert any(isinstance(m, FoldedShiftConv) for m in model.modules())

@@ -147,7 +147,7 @@ def test_default_model_converts() -> None:
     import leansr
 
     weights = Path(leansr.__file__).parent / "weights" / "default_x4.safetensors"
-    model = load_model(weights)
+    model = load_model(weights).model
     ghost = convert(model, _calibration(n=2, size=16))
     assert ghost.hparams["base"] == "ecbsr_m10c32" and ghost.hparams["base_deployed"]
     assert calibration_error(model, ghost, _calibration(n=2, size=16)) > 25
@@ -157,7 +157,7 @@ def test_default_model_converts() -> None:
 def test_official_rlfn_ntire_converts_close() -> None:
     path = shared_path("weights", "bytedance-RLFN", "rlfn_ntire_x4.pth")
     images = [str(shared_path("data", "train"))]
-    model = load_model(path)
+    model = load_model(path).model
     calibration = calibration_patches(images, 4, count=8, size=32)
     held_out = calibration_patches(images, 4, count=4, size=32, seed=100)
     fitted = calibration_error(model, convert(model, calibration), held_out)

@@ -82,7 +82,7 @@ def test_default_size_basicsr_checkpoint_loads(tmp_path):
     torch.save(model.state_dict(), path)
     loaded = load_model(path)
     assert loaded.hparams == model.hparams
-    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(loaded.model.state_dict().values(), model.state_dict().values()))
 
 
 def test_kair_aim2020_layout_loads(tmp_path):

@@ -61,7 +61,7 @@ def test_detection_ignores_the_file_name(tmp_path, stem):
     arch, expected = OFFICIAL[stem]
     assert model.arch == arch
     assert model.hparams == {**expected, "img_range": 255.0, "esa_channels": 16}
-    assert model.img_range == 255.0 and model.scale == expected["scale"]
+    assert model.input_range == 255.0 and model.scale == expected["scale"]
 
 
 @pytest.mark.reference

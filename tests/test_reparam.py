@@ -45,6 +45,38 @@ def _fmen_examples() -> dict[str, list[Example]]:
     }
 
 
+def _ghost_examples() -> dict[str, list[Example]]:
+    from leansr.layers.ghost import GhostConv, GhostFedConv
+
+    class FoldChain(Reparameterizable):
+        """A folded shift exists only between a producer and its consumer, so they fuse together."""
+
+        def __init__(self, direction: int, fed: bool) -> None:
+            super().__init__()
+            self.producer = GhostConv(4, 6, direction=direction, selection="fixed")
+            self.producer.fold_output = True
+            if fed:
+                self.consumer: nn.Module = GhostFedConv(6, 5, intrinsic=3, direction=direction)
+            else:
+                self.consumer = GhostConv(6, 8, direction=2, selection="fixed")
+                self.consumer.fold_input = (3, direction)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.consumer(torch.relu(self.producer(x)))
+
+        def fuse(self) -> nn.Module:
+            return nn.Sequential(self.producer.fuse(), nn.ReLU(), self.consumer.fuse())
+
+    return {
+        "leansr.layers.ghost.GhostConv": [
+            lambda: (GhostConv(4, 6), 4),
+            lambda: (GhostConv(4, 7, ratio=0.3, per_channel=True), 4),
+            lambda: (FoldChain(5, fed=False), 4),
+        ],
+        "leansr.layers.ghost.GhostFedConv": [lambda d=d: (FoldChain(d, fed=True), 4) for d in (1, 4, 5)],
+    }
+
+
 BLOCK_EXAMPLES: dict[str, list[Example]] = {
     "leansr.layers.ecb.ECB": [
         lambda: (ECB(3, 5), 3),
@@ -67,6 +99,7 @@ BLOCK_EXAMPLES: dict[str, list[Example]] = {
         _grown_kernel_basis,
     ],
     **_fmen_examples(),
+    **_ghost_examples(),
 }
 
 
@@ -195,8 +228,8 @@ def test_deployed_checkpoint_round_trip(name: str, tmp_path) -> None:
     fused = leansr.reparameterize_model(model)
     path = leansr.save_checkpoint(fused, tmp_path / "deployed.safetensors")
     loaded = leansr.load_model(path)
-    assert loaded.deployed and is_reparameterized(loaded)
-    assert loaded.state_dict().keys() == fused.state_dict().keys()
+    assert loaded.deployed and is_reparameterized(loaded.model)
+    assert loaded.model.state_dict().keys() == fused.state_dict().keys()
     x = torch.rand(1, model.in_channels, 9, 13, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         assert torch.equal(loaded(x), fused(x))
@@ -219,7 +252,7 @@ def test_deploy_cli_writes_fused_checkpoint(tmp_path, capsys) -> None:
     assert source.read_bytes() == original_bytes
     assert not [p for p in target.parent.iterdir() if p.name.endswith(".tmp")]
     loaded = leansr.load_model(target)
-    assert loaded.deployed and is_reparameterized(loaded) and loaded.scale == 3
+    assert loaded.deployed and is_reparameterized(loaded.model) and loaded.scale == 3
     x = torch.rand(1, 1, 8, 7)
     with torch.no_grad():
         assert relative_error(loaded(x), model(x)) <= 1e-5

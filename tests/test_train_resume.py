@@ -13,7 +13,8 @@ import torch
 import yaml
 from train_helpers import tiny_config, write_images
 
-from leansr.checkpoint import load_model, read_state_dict
+from leansr.checkpoint import read_state_dict
+from leansr.loading import load_model
 from leansr.cli import main
 from leansr.layers.reparam import is_reparameterized
 from leansr.train import checkpoints
@@ -78,7 +79,7 @@ def test_run_folder_and_fused_export(train_dir, tmp_path):
     assert {r["event"] for r in records} == {"train"} and records[-1]["iter"] == 9
     assert (run / "curves.png").stat().st_size > 0
     branched, fused = load_model(run / "model.safetensors"), load_model(run / "model_fused.safetensors")
-    assert not is_reparameterized(branched) and is_reparameterized(fused)
+    assert not is_reparameterized(branched.model) and is_reparameterized(fused.model)
     assert read_state_dict(run / "model_fused.safetensors")[1]["deployed"] is True
     x = torch.rand(1, 3, 12, 10)
     with torch.no_grad():

@@ -11,6 +11,7 @@ from PIL import Image as PILImage
 
 from leansr import create_model, save_checkpoint
 from leansr.cli import main
+from leansr.data import image_io
 from leansr.data.image_io import read_image
 from leansr.data.imresize import imresize
 
@@ -87,18 +88,18 @@ def test_existing_outputs_need_overwrite(images: Path, tmp_path: Path, capsys) -
     out.mkdir()
     (out / "rgb_x2.png").write_bytes(b"old")
     args = ["upscale", str(images / "rgb.png"), "-o", str(out), *BICUBIC_X2]
-    assert main(args) == 2 and "pass --overwrite" in capsys.readouterr().err
+    assert main(args) == 0 and "1 done already; --overwrite to redo" in capsys.readouterr().err
     assert (out / "rgb_x2.png").read_bytes() == b"old"
     assert main([*args, "--overwrite"]) == 0
     assert read_image(out / "rgb_x2.png").pixels.shape == (42, 60, 3)
 
 
 def test_failed_write_leaves_no_partial_file(images: Path, tmp_path: Path, monkeypatch, capsys) -> None:
-    def write_half_then_fail(self, fp, *args, **kwargs):
-        Path(fp).write_bytes(b"\x89PNG half an image")
+    def write_half_then_fail(tmp, *args, **kwargs):
+        Path(tmp).write_bytes(b"\x89PNG half an image")
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(PILImage.Image, "save", write_half_then_fail)
+    monkeypatch.setattr(image_io, "_write_cv2", write_half_then_fail)
     out = tmp_path / "out"
     assert main(["upscale", str(images / "rgb.png"), "-o", str(out), *BICUBIC_X2]) == 1
     assert list(out.iterdir()) == []

@@ -1,4 +1,4 @@
-"""Safe checkpoint loading, architecture detection from state dicts, and our safetensors format.
+"""Checkpoint files: reading tensors safely, and writing our safetensors format. Nothing else.
 
 Official `.pth` files are read with `torch.load(weights_only=True)`, so a file that needs pickled code is
 refused before any of its code runs. Our own format is safetensors with JSON metadata under the key `leansr`.
@@ -10,48 +10,17 @@ import json
 import os
 import pickle
 import re
-import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import Tensor, nn
 
+from leansr.atomic import atomic_path
 from leansr.errors import CheckpointError
-from leansr.layers.reparam import reparameterize_model
-from leansr.registry import _ensure_zoo_loaded, create_model
 
 StateDict = dict[str, Tensor]
-FORMAT_VERSION = 1
 _CONTAINER_KEYS = ("params_ema", "params", "state_dict", "model_state_dict", "net", "model")
-
-
-@dataclass
-class Detection:
-    """What a detector recognised: enough to build the model and load the (renamed) weights."""
-
-    arch: str
-    hparams: dict[str, Any]
-    state_dict: StateDict  # keys renamed to our module layout
-    deployed: bool = False
-    notes: list[str] = field(default_factory=list)
-
-
-Detector = Callable[[StateDict], "Detection | None"]
-_DETECTORS: dict[str, Detector] = {}
-
-
-def register_detector(name: str) -> Callable[[Detector], Detector]:
-    """Decorator: `fn(state_dict) -> Detection | None`, judging by key names and shapes only."""
-
-    def decorate(fn: Detector) -> Detector:
-        if name in _DETECTORS:
-            raise ValueError(f"detector {name!r} is already registered")
-        _DETECTORS[name] = fn
-        return fn
-
-    return decorate
 
 
 def read_state_dict(path: str | os.PathLike) -> tuple[StateDict, dict[str, Any] | None]:
@@ -75,50 +44,10 @@ def read_state_dict(path: str | os.PathLike) -> tuple[StateDict, dict[str, Any] 
     return _unwrap(obj, path), None
 
 
-def detect(state_dict: StateDict) -> Detection:
-    """The single architecture whose detector recognises these keys and shapes."""
-    _ensure_zoo_loaded()
-    state_dict = _strip_prefix(state_dict, "module.")
-    found = [d for d in (fn(state_dict) for fn in _DETECTORS.values()) if d is not None]
-    if len(found) == 1:
-        return found[0]
-    sample = ", ".join(list(state_dict)[:4])
-    if not found:
-        raise CheckpointError(
-            f"unrecognised checkpoint layout ({len(state_dict)} tensors, keys like {sample}); "
-            f"known layouts: {', '.join(sorted(_DETECTORS))}"
-        )
-    raise CheckpointError(f"ambiguous checkpoint layout: matches {', '.join(d.arch for d in found)}")
-
-
-def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:
-    """Build the model a checkpoint describes (file name ignored) and load its weights; eval mode."""
-    state_dict, meta = read_state_dict(path)
-    if meta is not None:
-        detection = Detection(meta["arch"], dict(meta["hparams"]), state_dict, bool(meta.get("deployed")))
-    else:
-        detection = detect(state_dict)
-    model = build_from_detection(detection, source=str(path))
-    return model.to(device).eval()
-
-
-def build_from_detection(detection: Detection, *, source: str = "checkpoint") -> nn.Module:
-    model = create_model(detection.arch, **detection.hparams)
-    if detection.deployed:
-        model = reparameterize_model(model, inplace=True)
-    try:
-        model.load_state_dict(detection.state_dict, strict=True)
-    except RuntimeError as exc:
-        detail = str(exc).replace("\n", " ")[:300]
-        raise CheckpointError(f"{source} does not fit {detection.arch}: {detail}") from None
-    return model
-
-
 def checkpoint_metadata(model: nn.Module) -> dict[str, Any]:
-    if not hasattr(model, "arch") or not hasattr(model, "hparams"):
+    if not getattr(model, "arch", "") or not hasattr(model, "hparams"):
         raise CheckpointError("only models built by leansr.create_model or load_model can be saved")
     return {
-        "format_version": FORMAT_VERSION,
         "arch": model.arch,
         "hparams": model.hparams,
         "scale": int(getattr(model, "scale", 0)),
@@ -142,33 +71,6 @@ def save_checkpoint(
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"leansr": json.dumps(meta)})
     return path
-
-
-class atomic_path:
-    """Context manager yielding a temp path beside `path`; renamed onto `path` only on success."""
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-
-    def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            os.chmod(self.tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give what open() would
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _is_safetensors(path: Path) -> bool:
@@ -210,9 +112,3 @@ def _is_tensor_dict(obj: Mapping) -> bool:
     return len(obj) > 0 and all(isinstance(k, str) for k in obj) and any(
         isinstance(v, Tensor) for v in obj.values()
     )
-
-
-def _strip_prefix(state_dict: StateDict, prefix: str) -> StateDict:
-    if state_dict and all(k.startswith(prefix) for k in state_dict):
-        return {k[len(prefix):]: v for k, v in state_dict.items()}
-    return state_dict

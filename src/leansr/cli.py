@@ -1,27 +1,65 @@
-"""`leansr` command line: one sub-command a module under `leansr.commands`."""
+"""`leansr` command line: one sub-command a module under `leansr.commands`.
+
+A sub-command's module (and so torch) is imported only when that sub-command runs, so `leansr --help` and
+`leansr --version` answer at once.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+from importlib import import_module
 
-from leansr.commands import bench, data, deploy, evaluate, ghost, train, upscale, zoo
-from leansr.errors import LeansrError
+from leansr import __version__
 
-# Each module has `register(subparsers)`, which adds its parser(s) with `func=run(args) -> int`.
-COMMANDS = (zoo, deploy, train, data, bench, evaluate, upscale, ghost)
+# name: (module with `register(subparsers)` adding parsers with `func=run(args) -> int`, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "list": ("zoo", "registered models, their scales and the official checkpoints they load"),
+    "convert": ("zoo", "convert a checkpoint (official .pth or ours) to leansr safetensors"),
+    "deploy": ("deploy", "fuse re-parameterizable blocks into plain convolutions, exactly"),
+    "train": ("train", "train a model from folders of HR images (CPU, one GPU, or torchrun DDP)"),
+    "data": ("data", "training data tools"),
+    "bench": ("bench", "params, MACs, activations, #conv, memory, runtime (and PSNR) per model"),
+    "evaluate": ("evaluate", "PSNR/SSIM (Y, BT.601) on HR folders, LR made by MATLAB-style bicubic"),
+    "upscale": ("upscale", "super-resolve images (files or folders) into an output folder"),
+    "ghost": ("ghost", "convert a model to GhostSR (shift ghost features) and fine-tune it by distillation"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser (every sub-command's module imported), or that of sub-command `only`."""
     parser = argparse.ArgumentParser(prog="leansr", description="Efficient single-image super-resolution.")
+    parser.add_argument("--version", action="version", version=f"leansr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in COMMANDS:
-        module.register(sub)
+    modules = dict.fromkeys(m for name, (m, _) in COMMANDS.items() if only in (None, name))
+    for module in modules:
+        import_module(f"leansr.commands.{module}").register(sub)
+    return parser
+
+
+def _overview() -> argparse.ArgumentParser:
+    """The top-level parser without importing any sub-command: for --help, --version and typos."""
+    parser = argparse.ArgumentParser(prog="leansr", description="Efficient single-image super-resolution.")
+    parser.add_argument("--version", action="version", version=f"leansr {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command not in COMMANDS:
+        _overview().parse_args(argv)  # prints help, the version, or the usage error, and exits
+    args = build_parser(command).parse_args(argv)
+    from leansr.errors import LeansrError
+    from leansr.runtime import tune_allocator
+
+    tune_allocator()
+    previous = signal.signal(signal.SIGTERM, _terminate)  # so `finally` blocks remove temp files
     try:
         return int(args.func(args) or 0)
     except LeansrError as exc:
@@ -30,6 +68,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("leansr: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("leansr: terminated", file=sys.stderr)
+        return 143
+    except BrokenPipeError:  # `leansr list | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is so that cleanup runs (BaseException: no `except Exception`)."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
 
 
 if __name__ == "__main__":

@@ -7,14 +7,18 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from leansr.context import GLOBAL, Context
 from leansr.data.imresize import imresize
 
 Model = Callable[[Tensor], Tensor]
 # MATLAB rgb2ycbcr (BT.601, studio swing) on the 0-1 scale: ycbcr = OFFSET + MATRIX @ rgb.
-_YCBCR_MATRIX = torch.tensor([[65.481, 128.553, 24.966],
-                              [-37.797, -74.203, 112.0],
-                              [112.0, -93.786, -18.214]], dtype=torch.float64) / 255.0
-_YCBCR_OFFSET = torch.tensor([16.0, 128.0, 128.0], dtype=torch.float64) / 255.0
+BT601_MATRIX = ((65.481, 128.553, 24.966),  # rows: Y, Cb, Cr from R, G, B on 0-255
+                (-37.797, -74.203, 112.0),
+                (112.0, -93.786, -18.214))
+BT601_OFFSET = (16.0, 128.0, 128.0)
+_YCBCR_MATRIX = torch.tensor(BT601_MATRIX, dtype=torch.float64) / 255.0
+_YCBCR_OFFSET = torch.tensor(BT601_OFFSET, dtype=torch.float64) / 255.0
+BICUBIC_RADIUS = 2  # LR pixels an upscaling bicubic kernel reaches
 _LUMA = (0.299, 0.587, 0.114)  # BT.601 luma, to turn an RGB model's output back into gray
 
 
@@ -36,9 +40,16 @@ class ImageAdapter:
     bicubically. Every step is local, so the adapter runs inside the tiler, tile by tile.
     """
 
-    def __init__(self, model: Model, *, colour: int, alpha: bool, scale: int) -> None:
+    def __init__(self, model: Model, *, colour: int, alpha: bool, scale: int, context: Context = GLOBAL) -> None:
         self.model, self.colour, self.alpha, self.scale = model, colour, alpha, scale
         self.model_channels = int(getattr(model, "in_channels", 3))
+        self.arch = getattr(model, "arch", "")
+        uses_bicubic = alpha or (self.model_channels == 1 and colour == 3)
+        self.context = context.widened(BICUBIC_RADIUS) if uses_bicubic else context
+
+    @property
+    def config(self) -> tuple[int, bool, int]:
+        return self.colour, self.alpha, self.model_channels
 
     def __call__(self, x: Tensor) -> Tensor:
         colour = x[:, :self.colour]

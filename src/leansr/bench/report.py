@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from leansr.bench.plots import plot_correlation_heatmap, plot_quality_vs_cost
 from leansr.bench.stats import spearman
 from leansr.bench.timing import SPREAD_WARNING
-from leansr.checkpoint import atomic_path
+from leansr.atomic import atomic_path
 
 # Cost measures correlated with runtime, by record key -> label.
 COST_METRICS = {
@@ -96,6 +95,8 @@ def _write_csv(records: Sequence[dict[str, Any]], path: Path) -> Path:
 
 
 def _write_plots(records: Sequence[dict[str, Any]], out_dir: Path) -> tuple[list[Path], list[str]]:
+    from leansr.bench.plots import plot_correlation_heatmap, plot_quality_vs_cost  # matplotlib: only to draw
+
     written, notes = [], []
     rated = [r for r in records if r.get("psnr_y") is not None]
     if rated:

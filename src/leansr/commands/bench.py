@@ -18,9 +18,10 @@ from tqdm import tqdm
 from leansr.bench.report import BenchReport, write_json, write_report
 from leansr.bench.runner import BenchSettings, benchmark_model, machine_info, prepare_model
 from leansr.bench.timing import SPREAD_WARNING
-from leansr.checkpoint import load_model
+from leansr.loading import load_model
 from leansr.errors import LeansrError
 from leansr.registry import create_model, get_model_info, list_models
+from leansr.runtime import threads
 
 ModelSource = tuple[str, Callable[[], nn.Module]]
 
@@ -47,12 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(settings.threads)
-    try:
+    with threads(settings.threads):  # callers in the same process (tests, notebooks) keep their own setting
         return _run(args, settings)
-    finally:  # callers in the same process (tests, notebooks) keep their own setting
-        torch.set_num_threads(previous)
 
 
 def _run(args: argparse.Namespace, settings: BenchSettings) -> int:
@@ -148,7 +145,7 @@ def _weight_sources(paths: list[Path], scale: int | None) -> tuple[list[ModelSou
 
 
 def _loader(path: Path) -> Callable[[], nn.Module]:
-    return lambda: load_model(path)
+    return lambda: load_model(path).model
 
 
 def _unique_stem(path: Path, paths: list[Path]) -> str:

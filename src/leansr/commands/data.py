@@ -63,6 +63,7 @@ def prepare_image(path: Path, stem: str, hr_dir: Path, lr_dir: Path, scale: int,
                   step: int) -> tuple[int, str | None]:
     """Write the sub-images of one image; (count, reason it was skipped or None)."""
     from leansr.data.imresize import bicubic_degrade, mod_crop
+    from leansr.engine.plan import window_starts
     from leansr.errors import ImageError
     from leansr.data.image_io import read_rgb_uint8
 
@@ -71,8 +72,8 @@ def prepare_image(path: Path, stem: str, hr_dir: Path, lr_dir: Path, scale: int,
     except (ImageError, OSError, ValueError) as exc:
         return 0, str(exc)
     lr = bicubic_degrade(hr, scale)
-    ys = sub_image_starts(hr.shape[0], size or hr.shape[0], step)
-    xs = sub_image_starts(hr.shape[1], size or hr.shape[1], step)
+    ys = window_starts(hr.shape[0], size or hr.shape[0], step)
+    xs = window_starts(hr.shape[1], size or hr.shape[1], step)
     count = 0
     for y in ys:
         for x in xs:
@@ -86,20 +87,10 @@ def prepare_image(path: Path, stem: str, hr_dir: Path, lr_dir: Path, scale: int,
     return count, None
 
 
-def sub_image_starts(length: int, size: int, step: int) -> list[int]:
-    """Starts every `step`, plus one flush with the end so the whole length is covered."""
-    if length <= size:
-        return [0]
-    starts = list(range(0, length - size + 1, step))
-    if starts[-1] != length - size:
-        starts.append(length - size)
-    return starts
-
-
 def _save_png(pixels: np.ndarray, path: Path) -> None:
     from PIL import Image
 
-    from leansr.checkpoint import atomic_path
+    from leansr.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         # Low compression: these files are read thousands of times and written once.

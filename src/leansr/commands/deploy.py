@@ -8,7 +8,8 @@ from pathlib import Path
 
 from torch import nn
 
-from leansr.checkpoint import load_model, read_state_dict, save_checkpoint
+from leansr.checkpoint import read_state_dict, save_checkpoint
+from leansr.loading import load_model
 from leansr.errors import LeansrError
 from leansr.layers.fusion_check import fusion_error
 from leansr.layers.reparam import Reparameterizable, reparameterize_model
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     source, target = args.weights, args.output
     if target.resolve() == source.resolve():
         raise LeansrError("the output must differ from the input; deploy never overwrites its input")
-    model = load_model(source)
+    model = load_model(source).model
     blocks = sum(isinstance(m, Reparameterizable) for m in model.modules())
     deployed = bool(getattr(model, "deployed", False))
     if deployed or blocks == 0:

@@ -9,10 +9,12 @@ from typing import Any
 
 from torch import nn
 
-from leansr.checkpoint import atomic_path, load_model
+from leansr.atomic import atomic_path
+from leansr.loading import load_model
 from leansr.errors import LeansrError
-from leansr.inference import resolve_device
-from leansr.metrics.evaluate import evaluate_model, list_images
+from leansr.runtime import resolve_device
+from leansr.data.image_io import list_images
+from leansr.metrics.evaluate import evaluate_model
 from leansr.metrics.psnr_ssim import Y_CONVENTIONS
 from leansr.registry import create_model
 
@@ -75,7 +77,7 @@ def _check_folders(data: list[Path], lr_dirs: list[Path] | None) -> list[Path | 
 
 def _build_model(args: argparse.Namespace) -> nn.Module:
     if args.weights is not None:
-        model = load_model(args.weights)
+        model = load_model(args.weights).model
         if args.scale is not None and args.scale != model.scale:
             raise LeansrError(f"{args.weights} is a x{model.scale} model, not x{args.scale}")
         return model

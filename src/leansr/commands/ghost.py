@@ -102,14 +102,15 @@ def _resumed_config(run_dir: Path):  # noqa: ANN202
 
 
 def _convert_and_configure(args: argparse.Namespace, run_dir: Path, start: float):  # noqa: ANN202
-    from leansr.checkpoint import load_model, save_checkpoint
+    from leansr.checkpoint import save_checkpoint
+    from leansr.loading import load_model
     from leansr.ghost import finetune
     from leansr.ghost.convert import calibration_error, calibration_patches, convert
 
     if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
         raise LeansrError(f"{run_dir} already holds a run; pass --resume {run_dir} or another --run-dir")
     minutes = args.minutes if args.minutes is not None else (15.0 if args.recipe == "quick" else 0.0)
-    original = load_model(args.weights)
+    original = load_model(args.weights).model
     calibration = calibration_patches(args.data, original.scale)
     ghost = convert(original, calibration, ratio=args.ratio, per_channel=args.per_channel,
                     selection=finetune.recipe_selection(args.recipe), shifts=args.shifts, trunk=not args.no_trunk)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from leansr.checkpoint import load_model, save_checkpoint
+from leansr.checkpoint import save_checkpoint
+from leansr.loading import load_model
 from leansr.errors import LeansrError
 from leansr.registry import get_model_info, list_models
 
@@ -40,7 +41,7 @@ def run_convert(args: argparse.Namespace) -> int:
         raise LeansrError(f"{args.output} exists; pass --force to overwrite it")
     if args.output.resolve() == args.input.resolve():
         raise LeansrError("output must differ from input")
-    model = load_model(args.input)
+    model = load_model(args.input).model
     save_checkpoint(model, args.output)
     print(f"wrote {args.output} ({model.arch}, x{model.scale}, deployed={model.deployed})")
     return 0

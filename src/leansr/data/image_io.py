@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
-from leansr.checkpoint import atomic_path
+from leansr.atomic import atomic_path
 from leansr.data.imresize import quantize_uint8
 from leansr.errors import ImageError
 
@@ -80,6 +80,18 @@ def read_image(path: str | os.PathLike) -> Image:
         raise ImageError(f"{path} is truncated or corrupt ({detail})") from None
 
 
+def list_images(folder: str | os.PathLike, *, recursive: bool = False, what: str = "image folder") -> list[Path]:
+    """Image files in `folder` (and its sub-folders with `recursive`), sorted; ImageError if none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageError(f"{what} {folder} does not exist or is not a folder")
+    files = sorted(p for p in folder.glob("**/*" if recursive else "*")
+                   if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise ImageError(f"{what} {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
+
+
 def read_rgb_uint8(path: str | os.PathLike) -> np.ndarray:
     """HxWx3 uint8 for the benchmark and training protocols: gray repeated to RGB, alpha dropped."""
     pixels = read_image(path).pixels
@@ -88,27 +100,60 @@ def read_rgb_uint8(path: str | os.PathLike) -> np.ndarray:
     return quantize_uint8(pixels.astype(np.float64) * 255.0)
 
 
-def write_image(path: str | os.PathLike, image: Image, *, quality: int = 95) -> Path:
+def write_image(path: str | os.PathLike, image: Image, *, quality: int = 95, exclusive: bool = False) -> Path:
     """Encode by the suffix of `path`; 16-bit kept in PNG/TIFF; alpha re-attached where the format holds it.
 
     JPEG and BMP (as Pillow reads it) hold no alpha, so it is dropped there; 16-bit images are narrowed to
     8 bits for JPEG/BMP/WebP; 16-bit gray with alpha is written as 16-bit RGBA (the codecs lack 16-bit LA).
+    `exclusive`: never replace an existing file (ImageError if one appeared since the caller checked).
     """
-    path = Path(path)
-    fmt = WRITE_FORMATS.get(path.suffix.lower())
+    fmt = format_for(path)
+    _check_pixels(image)
+    alpha = None if fmt in _NO_ALPHA_FORMATS else image.alpha
+    planes = image.pixels if alpha is None else np.concatenate([image.pixels, alpha[..., None]], axis=2)
+    data = _quantize(planes, output_bits(image.bit_depth, fmt))
+    return write_pixels(path, data, colour=image.channels, icc_profile=image.icc_profile, quality=quality,
+                        exclusive=exclusive)
+
+
+def format_for(path: str | os.PathLike) -> str:
+    fmt = WRITE_FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
         raise ImageError(f"cannot write {path}: unknown suffix; use one of {', '.join(sorted(WRITE_FORMATS))}")
-    _check_pixels(image)
-    sixteen = image.bit_depth == 16 and fmt in SIXTEEN_BIT_FORMATS
-    alpha = None if fmt in _NO_ALPHA_FORMATS else image.alpha
+    return fmt
+
+
+def output_bits(bit_depth: int, fmt: str) -> int:
+    """The bit depth a file of `fmt` keeps: 16 only where the format holds it."""
+    return 16 if bit_depth == 16 and fmt in SIXTEEN_BIT_FORMATS else 8
+
+
+def write_pixels(
+    path: str | os.PathLike, data: np.ndarray, *, colour: int, icc_profile: bytes | None = None,
+    quality: int = 95, exclusive: bool = False,
+) -> Path:
+    """Encode quantized HxWxC pixels (colour planes, then alpha if C > colour) atomically.
+
+    8-bit PNGs go through OpenCV (several times faster than Pillow at its default level), unless an ICC
+    profile must be kept; 16-bit colour and alpha through OpenCV; everything else through Pillow.
+    """
+    path = Path(path)
+    fmt = format_for(path)
+    if fmt in _NO_ALPHA_FORMATS:
+        data = data[..., :colour]
+    sixteen = data.dtype == np.uint16
     try:
-        with atomic_path(path) as tmp:
-            if sixteen and (image.channels == 3 or alpha is not None):
-                _write_cv2_16bit(tmp, fmt, image.pixels, alpha)
+        with atomic_path(path, exclusive=exclusive) as tmp:
+            if sixteen and data.shape[2] > 1:
+                _write_cv2(tmp, ".png" if fmt == "PNG" else ".tif", data, colour)
+            elif fmt == "PNG" and not icc_profile and data.shape[2] != 2:
+                _write_cv2(tmp, ".png", data, colour)
             else:
-                _write_pillow(tmp, fmt, image, alpha, sixteen, quality)
+                _write_pillow(tmp, fmt, data, icc_profile, quality)
+    except FileExistsError:
+        raise ImageError(f"{path} appeared while it was being made (another run?); not replaced") from None
     except OSError as exc:
-        raise ImageError(f"cannot write {path}: {exc}") from None
+        raise ImageError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
 
 
@@ -232,27 +277,27 @@ def _quantize(values: np.ndarray, bits: int) -> np.ndarray:
     return out
 
 
-def _write_pillow(
-    tmp: Path, fmt: str, image: Image, alpha: np.ndarray | None, sixteen: bool, quality: int
-) -> None:
-    if sixteen:  # grayscale without alpha: Pillow holds it as I;16
-        im = PILImage.fromarray(_quantize(image.pixels[..., 0], 16))
+def _write_pillow(tmp: Path, fmt: str, data: np.ndarray, icc_profile: bytes | None, quality: int) -> None:
+    if data.dtype == np.uint16:  # grayscale without alpha: Pillow holds it as I;16
+        im = PILImage.fromarray(data[..., 0])
     else:
-        planes = image.pixels if alpha is None else np.concatenate([image.pixels, alpha[..., None]], axis=2)
-        data = _quantize(planes, 8)
         im = PILImage.fromarray(data[..., 0] if data.shape[2] == 1 else data)
     options: dict[str, object] = {}
     if fmt in ("JPEG", "WEBP"):
         options["quality"] = quality
-    if image.icc_profile and fmt != "BMP":
-        options["icc_profile"] = image.icc_profile
+    if icc_profile and fmt != "BMP":
+        options["icc_profile"] = icc_profile
     im.save(tmp, format=fmt, **options)
 
 
-def _write_cv2_16bit(tmp: Path, fmt: str, pixels: np.ndarray, alpha: np.ndarray | None) -> None:
-    bgr = np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels[..., ::-1]
-    planes = bgr if alpha is None else np.concatenate([bgr, alpha[..., None]], axis=2)
-    ok, encoded = cv2.imencode(".png" if fmt == "PNG" else ".tif", _quantize(planes, 16))
+def _write_cv2(tmp: Path, suffix: str, data: np.ndarray, colour: int) -> None:
+    """OpenCV wants BGR(A); gray with alpha becomes RGBA (its codecs lack two-channel images)."""
+    colour_planes = data[..., :colour]
+    if colour == 1 and data.shape[2] > 1:
+        colour_planes = np.repeat(colour_planes, 3, axis=2)
+    bgr = colour_planes[..., ::-1] if colour_planes.shape[2] == 3 else colour_planes
+    planes = bgr if data.shape[2] == colour else np.concatenate([bgr, data[..., colour:]], axis=2)
+    ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(planes))
     if not ok:
-        raise OSError("OpenCV could not encode the 16-bit image")
+        raise OSError("OpenCV could not encode the image")
     tmp.write_bytes(encoded.tobytes())

@@ -20,11 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from leansr.checkpoint import load_model, read_state_dict, save_checkpoint
+from leansr.checkpoint import read_state_dict, save_checkpoint
 from leansr.errors import LeansrError
 from leansr.layers.fusion_check import relative_error
 from leansr.layers.ghost import GhostConv
 from leansr.layers.reparam import reparameterize_model
+from leansr.loading import load_model
 from leansr.registry import create_model
 from leansr.train.config import DataConfig, DistillConfig, ModelConfig, StageConfig, TrainConfig
 

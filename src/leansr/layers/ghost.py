@@ -112,7 +112,11 @@ class GhostConv(Reparameterizable):
         self.fold_input: tuple[int, int] | None = None  # (intrinsic channels of the input, direction)
         self.primary = nn.Conv2d(in_channels, self.intrinsic, kernel_size, padding=kernel_size // 2, bias=bias)
         rows = self.ghosts if per_channel else 1
-        self.shift_logits = nn.Parameter(torch.randn(rows, 3, 3) * 0.01, requires_grad=self.learn_direction)
+        logits = torch.randn(rows, 3, 3) * 0.01
+        if self.learn_direction:
+            self.shift_logits = nn.Parameter(logits)
+        else:  # same state-dict key; a buffer, so neither optimizers nor weight randomizers touch it
+            self.register_buffer("shift_logits", logits)
         if direction is not None:
             self.set_direction(direction, strength=strength)
 
@@ -129,6 +133,8 @@ class GhostConv(Reparameterizable):
 
     def directions(self) -> list[int]:
         """The evaluation-time directions: argmax |w| per row (official `argmax |w|`)."""
+        if self.shift_logits.is_meta:  # a shape-only skeleton: the checkpoint's buffer sets them
+            return [CENTER] * self.shift_logits.shape[0]
         return self.shift_logits.detach().abs().flatten(1).argmax(1).tolist()
 
     def _selection(self) -> Tensor:
@@ -183,9 +189,12 @@ def _runs(directions: list[int]) -> list[tuple[int, int, int]]:
 
 
 def _copy_conv(conv: nn.Conv2d) -> nn.Conv2d:
-    new = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding,
-                    bias=conv.bias is not None).to(conv.weight.dtype)
-    new.load_state_dict(conv.state_dict())
+    with torch.device(conv.weight.device):
+        new = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding,
+                        bias=conv.bias is not None, dtype=conv.weight.dtype)
+    new.weight = nn.Parameter(conv.weight.detach().clone())
+    if conv.bias is not None:
+        new.bias = nn.Parameter(conv.bias.detach().clone())
     return new
 
 

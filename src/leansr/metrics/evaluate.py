@@ -15,24 +15,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from leansr.data.image_io import IMAGE_SUFFIXES, read_rgb_uint8
+from leansr.data.image_io import list_images, read_rgb_uint8
 from leansr.data.imresize import bicubic_degrade, mod_crop, quantize_uint8
 from leansr.errors import LeansrError
 from leansr.color import ImageAdapter
-from leansr.inference import model_device, upscale_tensor
+from leansr.engine import upscale_tensor
+from leansr.runtime import model_device
 from leansr.metrics.psnr_ssim import Y_CONVENTIONS, YConvention, psnr, ssim
 
-
-
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files directly inside `folder`, sorted by name; LeansrError if none."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise LeansrError(f"image folder {folder} does not exist or is not a folder")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise LeansrError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
-    return files
 
 
 def evaluate_model(
@@ -48,6 +38,7 @@ def evaluate_model(
 
     `device=None` runs where the model already is. The model's train/eval mode is restored afterwards.
     """
+    model = getattr(model, "model", model)  # a ModelDescriptor runs its module
     if y_convention not in Y_CONVENTIONS:
         raise LeansrError(f"unknown Y convention {y_convention!r}; use one of {', '.join(Y_CONVENTIONS)}")
     model_scale = getattr(model, "scale", scale)

@@ -16,11 +16,13 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from leansr.color import BT601_MATRIX, BT601_OFFSET
+
 YConvention = Literal["rounded", "float"]
 Y_CONVENTIONS = ("rounded", "float")
 # MATLAB rgb2ycbcr, Y row: offset 16, coefficients for R, G, B on the 0-255 scale (sum 219).
-_Y_OFFSET = 16.0
-_Y_COEFFS = np.array([65.481, 128.553, 24.966]) / 255.0
+_Y_OFFSET = BT601_OFFSET[0]
+_Y_COEFFS = np.array(BT601_MATRIX[0]) / 255.0
 _SSIM_C1 = (0.01 * 255.0) ** 2
 _SSIM_C2 = (0.03 * 255.0) ** 2
 

@@ -1,25 +1,51 @@
-"""Helpers for checkpoint detectors: the exact tensor names a registered model would hold."""
+"""What checkpoint detectors share: the detection record and helpers over tensor names and shapes.
+
+Detectors are plain functions `fn(state_dict) -> Detection | None` living beside their model family; the
+registry lists them. They judge by key names and shapes only, building models on the meta device.
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import torch
+from torch import Tensor
 
 from leansr.errors import LeansrError
-from leansr.registry import create_model
+
+StateDict = dict[str, Tensor]
 
 
-def layout_keys(arch: str, **hparams: Any) -> set[str]:
-    """State-dict keys of `create_model(arch, **hparams)`, built on the meta device (no memory, no init).
+@dataclass
+class Detection:
+    """What a detector recognised: the model, its hyper-parameters, weights renamed to our layout.
+
+    Detectors name their family's base model; `leansr.registry.detect` refines it to the most specific
+    preset whose hyper-parameters match (e.g. rlfn -> rlfn_ntire).
+    """
+
+    arch: str
+    hparams: dict[str, Any]
+    state_dict: StateDict  # keys renamed to our module layout
+    deployed: bool = False
+    notes: list[str] = field(default_factory=list)
+    layout: str = ""  # the checkpoint layout recognised, e.g. "NTIRE 2022 challenge"
+
+
+Detector = Callable[[StateDict], "Detection | None"]
+
+
+def layout_keys(constructor: Callable[..., torch.nn.Module], **hparams: Any) -> set[str]:
+    """State-dict keys of `constructor(**hparams)`, built on the meta device (no memory, no init).
 
     Empty when those hyper-parameters cannot be built (e.g. an unsupported scale): nothing can match then.
     """
     try:
         with torch.device("meta"):
-            return set(create_model(arch, **hparams).state_dict())
-    except (LeansrError, ValueError, RuntimeError):
+            return set(constructor(**hparams).state_dict())
+    except (LeansrError, ValueError, RuntimeError, TypeError):
         return set()
 
 
@@ -51,8 +77,11 @@ def renamed(state_dict: dict[str, Any], rules: list[tuple[str, Replacement]]) ->
 
 def shapes_match(constructor: Callable[..., torch.nn.Module], hparams: dict[str, Any], state_dict: dict) -> bool:
     """Whether `constructor(**hparams)` (built on the meta device) holds exactly these keys and shapes."""
-    with torch.device("meta"):  # shapes only: no memory, no initialisation
-        expected = constructor(**hparams).state_dict()
+    try:
+        with torch.device("meta"):  # shapes only: no memory, no initialisation
+            expected = constructor(**hparams).state_dict()
+    except (LeansrError, ValueError, RuntimeError, TypeError):
+        return False
     return expected.keys() == state_dict.keys() and all(
         expected[key].shape == state_dict[key].shape for key in expected
     )

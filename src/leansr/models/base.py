@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
 
 
@@ -9,7 +11,11 @@ class SRModel(nn.Module):
     """Callers pass and receive images on the 0-1 scale, NCHW; `img_range` is what the weights expect.
 
     Subclasses implement `forward_sr` on the weights' own range. `in_channels` is 3 (RGB) or 1 (Y only).
+    `arch` and `hparams` are recorded by `leansr.create_model` so that a checkpoint round-trips.
     """
+
+    arch: str = ""
+    hparams: dict[str, Any]
 
     def __init__(self, *, scale: int, img_range: float = 1.0, in_channels: int = 3) -> None:
         super().__init__()

@@ -6,10 +6,8 @@ from torch import Tensor
 
 from leansr.data.imresize import imresize
 from leansr.models.base import SRModel
-from leansr.registry import register_model
 
 
-@register_model("bicubic", scales=(2, 3, 4), summary="MATLAB-style bicubic upscaling baseline (no parameters)")
 class Bicubic(SRModel):
     def __init__(self, *, scale: int = 4, img_range: float = 1.0, in_channels: int = 3) -> None:
         super().__init__(scale=scale, img_range=img_range, in_channels=in_channels)

@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Callable
 
 from torch import Tensor, nn
 
-from leansr.checkpoint import Detection, StateDict, register_detector
 from leansr.layers.ecb import ECB
-from leansr.models._layout import numbered, renamed
+from leansr.models._layout import Detection, StateDict, numbered, renamed
 from leansr.models.base import SRModel
-from leansr.registry import register_model
 
-VARIANTS = {(4, 8): "ecbsr_m4c8", (4, 16): "ecbsr_m4c16", (10, 32): "ecbsr_m10c32", (16, 64): "ecbsr_m16c64"}
 ACTIVATIONS = ("prelu", "relu")
 
 
@@ -68,32 +64,6 @@ def _activation(act: str, channels: int) -> nn.Module:
     return nn.PReLU(channels) if act == "prelu" else nn.ReLU(inplace=True)
 
 
-def _variant(num_blocks: int, channels: int) -> Callable[..., ECBSR]:
-    name = VARIANTS[(num_blocks, channels)]
-
-    def build(
-        *,
-        scale: int = 4,
-        img_range: float = 255.0,
-        in_channels: int = 1,
-        with_identity: bool = False,
-        act: str = "prelu",
-    ) -> ECBSR:
-        return ECBSR(
-            num_blocks=num_blocks, channels=channels, scale=scale, img_range=img_range,
-            in_channels=in_channels, with_identity=with_identity, act=act,
-        )
-
-    build.__name__ = build.__qualname__ = name
-    build.__doc__ = f"ECBSR-M{num_blocks}C{channels}: {num_blocks} inner ECBs of {channels} channels."
-    summary = f"ECBSR-M{num_blocks}C{channels}: edge-oriented re-param blocks, Y-only by default"
-    return register_model(name, scales=(2, 3, 4), summary=summary)(build)
-
-
-for _blocks, _channels in VARIANTS:
-    _variant(_blocks, _channels)
-
-
 # Official layout: SeqConv3x3 stores k0/b0 (1x1) and k1/b1 (3x3) or scale/bias/mask; PlainSR stores conv3x3.
 _TRAINING_RULES = [
     (r"^(backbone\.\d+)\.conv3x3\.", r"\1.conv.conv3x3."),
@@ -118,7 +88,6 @@ _TRAINING_KEY = re.compile(
 )
 
 
-@register_detector("ecbsr")
 def detect_ecbsr(state_dict: StateDict) -> Detection | None:
     keys = list(state_dict)
     deployed = all(_DEPLOYED_KEY.fullmatch(k) for k in keys)
@@ -132,17 +101,22 @@ def detect_ecbsr(state_dict: StateDict) -> Detection | None:
     first, last = state_dict["backbone.0.conv3x3.weight"], state_dict[f"backbone.{layers[-1]}.conv3x3.weight"]
     in_channels, channels = first.shape[1], first.shape[0]
     scale = math.isqrt(last.shape[0] // in_channels)
-    arch = VARIANTS.get((len(layers) - 2, channels))
-    if arch is None or scale * scale * in_channels != last.shape[0]:
+    if scale * scale * in_channels != last.shape[0]:
         return None
     act = "prelu" if "backbone.0.act.weight" in state_dict else "relu"
     if deployed:
         weights = renamed(state_dict, [(r"^(backbone\.\d+)\.conv3x3\.", r"\1.conv.")])
     else:
         weights = _official_training_weights(state_dict)
-    hparams = {"scale": scale, "img_range": 255.0, "in_channels": in_channels, "act": act}
+    hparams = {
+        "scale": scale, "img_range": 255.0, "in_channels": in_channels, "act": act,
+        "num_blocks": len(layers) - 2, "channels": channels,
+    }
     notes = ["the identity-branch flag is not stored in official weights; assumed off (idt_ecbsr: 0)"]
-    return Detection(arch, hparams, weights, deployed=deployed, notes=[] if deployed else notes)
+    return Detection(
+        "ecbsr", hparams, weights, deployed=deployed, notes=[] if deployed else notes,
+        layout="xindongzhang/ECBSR",
+    )
 
 
 def _official_training_weights(state_dict: StateDict) -> StateDict:

@@ -15,10 +15,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from leansr.checkpoint import Detection, StateDict, register_detector
-from leansr.models._layout import numbered, shapes_match
+from leansr.models._layout import Detection, StateDict, numbered, shapes_match
 from leansr.models.base import SRModel
-from leansr.registry import register_model
 
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 _SCALES = (2, 3, 4)
@@ -50,16 +48,18 @@ def _upsampler(channels: int, scale: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-@register_model("edsr", scales=_SCALES, summary="EDSR (paper model): 32 residual blocks, 256 channels, res_scale 0.1")
 class EDSR(SRModel):
+    """Defaults: the EDSR baseline (16 x 64, res_scale 1); the paper model is the `edsr` preset
+    (256 channels, 32 blocks, res_scale 0.1)."""
+
     def __init__(
         self,
         *,
         scale: int = 4,
         img_range: float = 255.0,
-        channels: int = 256,
-        num_blocks: int = 32,
-        res_scale: float = 0.1,
+        channels: int = 64,
+        num_blocks: int = 16,
+        res_scale: float = 1.0,
     ) -> None:
         if scale not in _SCALES:
             raise ValueError(f"EDSR supports scales {_SCALES}, not {scale}")
@@ -77,14 +77,6 @@ class EDSR(SRModel):
         return self.tail(self.body(shallow) + shallow) + mean
 
 
-@register_model("edsr_baseline", scales=_SCALES, summary="EDSR baseline: 16 residual blocks, 64 channels")
-def edsr_baseline(
-    *, scale: int = 4, img_range: float = 255.0, channels: int = 64, num_blocks: int = 16, res_scale: float = 1.0
-) -> EDSR:
-    return EDSR(scale=scale, img_range=img_range, channels=channels, num_blocks=num_blocks, res_scale=res_scale)
-
-
-@register_detector("edsr")
 def detect_edsr(state_dict: StateDict) -> Detection | None:
     """Official EDSR-PyTorch checkpoints (`edsr_baseline_x4-6b446fab.pt`, `edsr_x2-0edfb8a3.pt`, ...)."""
     if "head.0.weight" not in state_dict or "body.0.body.0.weight" not in state_dict:
@@ -104,6 +96,5 @@ def detect_edsr(state_dict: StateDict) -> Detection | None:
                "res_scale": res_scale}
     if not shapes_match(EDSR, hparams, weights):
         return None
-    arch = "edsr_baseline" if (channels, num_blocks) == (64, 16) else "edsr"
     notes = [f"res_scale {res_scale} assumed from the width (official default for this size)"]
-    return Detection(arch, hparams, weights, notes=notes)
+    return Detection("edsr_baseline", hparams, weights, notes=notes, layout="EDSR-PyTorch")

@@ -10,19 +10,16 @@ no mean shift).
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any
 
 from torch import Tensor, nn
 
-from leansr.checkpoint import Detection, StateDict, register_detector
 from leansr.errors import LeansrError
 from leansr.layers.hfab import HFAB
 from leansr.layers.rrrb import ERB
-from leansr.models._layout import numbered, renamed
+from leansr.models._layout import Detection, StateDict, numbered, renamed
 from leansr.models.base import SRModel
-from leansr.registry import register_model
 
 WARMUP_MID_REDUCTION = 4  # the official warm-up HFAB is 4 channels narrower than the others
 
@@ -31,12 +28,6 @@ def _conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, 3, padding=1)
 
 
-@register_model(
-    "fmen_s",
-    scales=(2, 3, 4),
-    checkpoints=("test_weights.pt",),
-    summary="FMEN-S (NTIRE 2022 ESR 2nd place): ERBs + BN attention blocks, re-parameterizable, 0-255",
-)
 class FMEN(SRModel):
     """FMEN family; the defaults are FMEN-S, the official NTIRE 2022 entry (341,066 deployed parameters).
 
@@ -81,38 +72,6 @@ class FMEN(SRModel):
         return self.tail(self.lr_conv(h) + shallow)
 
 
-@register_model(
-    "fmen",
-    scales=(2, 3, 4),
-    summary="FMEN, a wider and deeper-attention FMEN-S (64 trunk / 32 branch channels), 0-255",
-)
-def fmen(
-    *,
-    scale: int = 4,
-    img_range: float = 255.0,
-    n_feats: int = 64,
-    mid_feats: int = 32,
-    down_blocks: int = 4,
-    warmup_erbs: int = 2,
-    attention_erbs: int = 2,
-    backbone_expand_ratio: int = 2,
-    attention_expand_ratio: int = 2,
-) -> FMEN:
-    """The larger FMEN. NJU-Jet/FMEN publishes only FMEN-S's configuration, so these defaults are our
-    choice of the larger variant (755,260 deployed parameters at x4), not a published one."""
-    return FMEN(
-        scale=scale,
-        img_range=img_range,
-        n_feats=n_feats,
-        mid_feats=mid_feats,
-        down_blocks=down_blocks,
-        warmup_erbs=warmup_erbs,
-        attention_erbs=attention_erbs,
-        backbone_expand_ratio=backbone_expand_ratio,
-        attention_expand_ratio=attention_expand_ratio,
-    )
-
-
 # The NTIRE 2022 challenge repository ships the same deployed network with other list names:
 # ofsoundof/NTIRE2022_ESR, models/team03_fmen.py: `self.basic_blocks` (ERBs) and `self.hfabs` (HFABs).
 _NTIRE_RENAMES = [(r"^basic_blocks\.", "ERBs."), (r"^hfabs\.", "HFABs.")]
@@ -126,13 +85,13 @@ _REQUIRED_KEYS = (
 )
 
 
-@register_detector("fmen")
 def detect_fmen(state_dict: StateDict) -> Detection | None:
     """Official deployed FMEN (NJU-Jet or NTIRE 2022 layout) or a training-form FMEN state dict."""
-    notes = []
+    notes, layout = [], "NJU-Jet/FMEN"
     if any(k.startswith(("basic_blocks.", "hfabs.")) for k in state_dict):
         state_dict = renamed(state_dict, _NTIRE_RENAMES)
         notes.append("NTIRE 2022 challenge layout (basic_blocks/hfabs) renamed to ERBs/HFABs")
+        layout = "ofsoundof/NTIRE2022_ESR"
     if not all(k in state_dict for k in _REQUIRED_KEYS):
         return None
     deployed = "ERBs.0.conv1.rep_conv.weight" in state_dict
@@ -141,7 +100,7 @@ def detect_fmen(state_dict: StateDict) -> Detection | None:
     hparams = _infer_hparams(state_dict, deployed)
     if hparams is None:
         return None
-    return Detection(_arch_for(hparams), hparams, state_dict, deployed=deployed, notes=notes)
+    return Detection("fmen", hparams, state_dict, deployed=deployed, notes=notes, layout=layout)
 
 
 def _infer_hparams(sd: StateDict, deployed: bool) -> dict[str, Any] | None:
@@ -175,10 +134,3 @@ def _infer_hparams(sd: StateDict, deployed: bool) -> dict[str, Any] | None:
                 hparams["attention_expand_ratio"] = attention.shape[0] // width
                 break
     return hparams
-
-
-def _arch_for(hparams: dict[str, Any]) -> str:
-    """`fmen` when the deployed structure is its default one, else `fmen_s` (builds any configuration)."""
-    defaults = {name: p.default for name, p in inspect.signature(fmen).parameters.items()}
-    structural = ("n_feats", "mid_feats", "down_blocks", "warmup_erbs", "attention_erbs")
-    return "fmen" if all(defaults[k] == hparams[k] for k in structural) else "fmen_s"

@@ -29,12 +29,15 @@ Which convs, per family:
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from typing import Any, Callable
 
+import torch
 from torch import nn
 
+from leansr.context import Context
 from leansr.errors import LeansrError
-from leansr.layers.ghost import SELECTIONS, GhostConv, GhostFedConv
+from leansr.layers.ghost import SELECTIONS, GhostConv, GhostFedConv, offset
 from leansr.layers.hfab import DeployedHFAB
 from leansr.layers.reparam import reparameterize_model
 from leansr.layers.residual_block_nobn import ResidualBlockNoBN
@@ -44,7 +47,6 @@ from leansr.models.edsr import EDSRBlock
 from leansr.models.imdn import IMDB
 from leansr.models.rfdn import RFDB
 from leansr.models.rlfn import RLFN
-from leansr.registry import create_model, get_model_info, register_model
 
 Pair = dict[str, Any]  # producer, consumer, act (per-channel act module or None), offset, fold
 
@@ -129,7 +131,6 @@ def _ecbsr_pairs(model: ECBSR, p: str) -> list[Pair]:
     return pairs
 
 
-@register_model("ghostsr", scales=(2, 3, 4), summary="GhostSR: a zoo model with shift-generated ghost features")
 def ghostsr(
     *,
     scale: int = 4,
@@ -153,10 +154,7 @@ def ghostsr(
         raise LeansrError(f"ghost ratio must be in (0, 1), got {ratio}")
     if selection not in SELECTIONS:
         raise LeansrError(f"selection must be one of {SELECTIONS}, got {selection!r}")
-    args = dict(base_args or {})
-    if "scale" in _parameters(base):
-        args["scale"] = scale
-    model = create_model(base, **args)
+    model = _base_model(base, base_args, scale)
     if base_deployed:
         model = reparameterize_model(model, inplace=True)
     model.deployed = False  # the ghost convs are training form until this model is re-parameterized
@@ -171,15 +169,38 @@ def ghostsr(
         ghosts[pair["producer"]] = _swap_producer(model, pair["producer"], ratio, per_channel, selection, direction)
     if fold and directions is not None and not per_channel:
         for pair, direction in zip(pairs, directions):
-            if pair["fold"]:
+            # A diagonal shift folds into a 4x4 kernel plus border taps: more than the 3x3 conv it replaces.
+            if pair["fold"] and pair["consumer"] and 0 in offset(int(direction)):
                 _fold(model, ghosts[pair["producer"]], pair["consumer"], int(direction))
     return model
 
 
-def _parameters(arch: str) -> set[str]:
-    import inspect
+# The registry lists this family, so this module cannot import it: the registry hands over what is needed.
+_REGISTRY: dict[str, Callable[..., Any]] = {}
 
-    return set(inspect.signature(get_model_info(arch).constructor).parameters)
+
+def bind_registry(*, create_model: Callable[..., nn.Module], constructor_of: Callable[[str], Callable[..., Any]],
+                  model_context: Callable[[str, dict[str, Any]], Context]) -> None:
+    _REGISTRY.update(create_model=create_model, constructor_of=constructor_of, model_context=model_context)
+
+
+def _base_model(base: str, base_args: dict[str, Any] | None, scale: int) -> nn.Module:
+    args = dict(base_args or {})
+    if "scale" in inspect.signature(_REGISTRY["constructor_of"](base)).parameters:
+        args["scale"] = scale
+    return _REGISTRY["create_model"](base, **args)
+
+
+def ghost_context(hparams: dict[str, Any]) -> Context:
+    """The base model's context, one LR pixel wider per ghost conv (each shifts by up to one pixel)."""
+    args = {**(hparams.get("base_args") or {}), "scale": hparams.get("scale", 4)}
+    base = _REGISTRY["model_context"](hparams["base"], args)
+    pairs = hparams.get("pairs")
+    if pairs is None:
+        with torch.device("meta"):
+            pairs = find_pairs(_base_model(hparams["base"], hparams.get("base_args"), args["scale"]),
+                               trunk=bool(hparams.get("trunk")))
+    return Context(base.kind, base.radius + len(pairs), base.stride)
 
 
 def _swap_producer(model: nn.Module, path: str, ratio: float, per_channel: bool, selection: str,

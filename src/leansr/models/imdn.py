@@ -13,12 +13,10 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from leansr.checkpoint import Detection, StateDict, register_detector
 from leansr.layers.attention import ContrastChannelAttention
 from leansr.layers.upsample import PixelShuffleUpsampler, pixel_shuffle_scale
-from leansr.models._layout import layout_keys, numbered, renamed
+from leansr.models._layout import Detection, StateDict, layout_keys, numbered, renamed
 from leansr.models.base import SRModel
-from leansr.registry import register_model
 
 Conv3x3Factory = Callable[[int, int], nn.Module]
 BlockFactory = Callable[[int], nn.Module]
@@ -88,12 +86,6 @@ class DistillationSR(SRModel):
         return self.upsampler(self.LR_conv(fused) + features)
 
 
-@register_model(
-    "imdn",
-    scales=(2, 3, 4),
-    checkpoints=("IMDN_x2.pth", "IMDN_x3.pth", "IMDN_x4.pth"),
-    summary="IMDN (ACM MM 2019): information multi-distillation blocks with contrast-aware attention",
-)
 class IMDN(DistillationSR):
     def __init__(
         self, *, scale: int = 4, channels: int = 64, num_blocks: int = 6, img_range: float = 1.0
@@ -103,12 +95,6 @@ class IMDN(DistillationSR):
         )
 
 
-@register_model(
-    "imdn_aim2019",
-    scales=(2, 3, 4),
-    checkpoints=("imdn_baseline.pth",),
-    summary="IMDN as in AIM 2019 / the NTIRE 2022 baseline: 8 IMDBs without CCA, one long skip",
-)
 class IMDNAIM2019(SRModel):
     def __init__(
         self, *, scale: int = 4, channels: int = 64, num_blocks: int = 8, img_range: float = 1.0
@@ -124,7 +110,6 @@ class IMDNAIM2019(SRModel):
         return self.upsampler(self.LR_conv(self.blocks(features)) + features)
 
 
-@register_detector("imdn")
 def detect_imdn(state_dict: StateDict) -> Detection | None:
     """Zheng222/IMDN: `fea_conv`, `IMDB1..N` with `cca.conv_du`, `c.0`, `LR_conv`, `upsampler.0`."""
     if not {"IMDB1.cca.conv_du.0.weight", "fea_conv.weight", "upsampler.0.weight"} <= state_dict.keys():
@@ -140,12 +125,11 @@ def detect_imdn(state_dict: StateDict) -> Detection | None:
         "img_range": 1.0,
     }
     ours = renamed(state_dict, [(r"^IMDB(\d+)\.", lambda m: f"blocks.{int(m.group(1)) - 1}.")])
-    if set(ours) != layout_keys("imdn", **hparams):
+    if set(ours) != layout_keys(IMDN, **hparams):
         return None
-    return Detection("imdn", hparams, ours)
+    return Detection("imdn", hparams, ours, layout="Zheng222/IMDN")
 
 
-@register_detector("imdn_aim2019")
 def detect_imdn_aim2019(state_dict: StateDict) -> Detection | None:
     """KAIR/NTIRE2022_ESR IMDN: `model.0` head, `model.1.sub.{i}` IMDBlocks + conv, `model.2` upsampler."""
     if not {"model.1.sub.0.conv1x1.weight", "model.0.weight", "model.2.weight"} <= state_dict.keys():
@@ -171,6 +155,6 @@ def detect_imdn_aim2019(state_dict: StateDict) -> Detection | None:
             (r"^model\.2\.", "upsampler.0."),
         ],
     )
-    if set(ours) != layout_keys("imdn_aim2019", **hparams):
+    if set(ours) != layout_keys(IMDNAIM2019, **hparams):
         return None
-    return Detection("imdn_aim2019", hparams, ours)
+    return Detection("imdn_aim2019", hparams, ours, layout="KAIR / NTIRE2022_ESR")

@@ -13,18 +13,12 @@ from torch import nn
 
 from leansr.layers.acb import ACB
 from leansr.models.imdn import IMDB, DistillationSR
-from leansr.registry import register_model
 
 
 def _acb_block(channels: int, *, batch_norm: bool) -> nn.Module:
     return IMDB(channels, conv3x3=partial(ACB, batch_norm=batch_norm))
 
 
-@register_model(
-    "imdn_acb",
-    scales=(2, 3, 4),
-    summary="IMDN whose distillation 3x3 convs are asymmetric conv blocks (3x3 + 1x3 + 3x1) until deployed",
-)
 class IMDNACB(DistillationSR):
     def __init__(
         self,

@@ -8,21 +8,14 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from leansr.checkpoint import Detection, StateDict, register_detector
 from leansr.layers.residual_block_nobn import ResidualBlockNoBN
-from leansr.models._layout import renamed, shapes_match
+from leansr.models._layout import Detection, StateDict, renamed, shapes_match
 from leansr.models.base import SRModel
-from leansr.registry import register_model
 
 _COLOR_CHANNELS = 3
 _SCALES = (2, 3, 4)
 
 
-@register_model(
-    "msrresnet",
-    scales=_SCALES,
-    summary="MSRResNet, the AIM 2020 efficient-SR baseline: 16 residual blocks, 64 channels",
-)
 class MSRResNet(SRModel):
     """Attribute names (`conv_first`, `body.N`, `upconv1/2`, `conv_hr`, `conv_last`) match BasicSR."""
 
@@ -58,7 +51,6 @@ class MSRResNet(SRModel):
 _LEGACY_LAYOUT = [(r"^recon_trunk\.", "body."), (r"^HRconv\.", "conv_hr.")]
 
 
-@register_detector("msrresnet")
 def detect_msrresnet(state_dict: StateDict) -> Detection | None:
     notes = []
     if "recon_trunk.0.conv1.weight" in state_dict and "HRconv.weight" in state_dict:

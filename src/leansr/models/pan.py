@@ -13,11 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from leansr.checkpoint import Detection, StateDict, register_detector
 from leansr.layers.attention import PixelAttention
-from leansr.models._layout import layout_keys, numbered
+from leansr.models._layout import Detection, StateDict, layout_keys, numbered
 from leansr.models.base import SRModel
-from leansr.registry import register_model
 
 LEAKY_SLOPE = 0.2
 
@@ -54,12 +52,6 @@ class SCPA(nn.Module):
         return self.conv3(torch.cat([a, b], dim=1)) + x
 
 
-@register_model(
-    "pan",
-    scales=(2, 3, 4),
-    checkpoints=("PANx2_DF2K.pth", "PANx3_DF2K.pth", "PANx4_DF2K.pth"),
-    summary="PAN (ECCVW 2020): SCPA blocks with pixel attention, 272K parameters at x4",
-)
 class PAN(SRModel):
     def __init__(
         self,
@@ -103,7 +95,6 @@ class PAN(SRModel):
         return self.lrelu(hrconv(x))
 
 
-@register_detector("pan")
 def detect_pan(state_dict: StateDict) -> Detection | None:
     """zhaohengyuan1/PAN: `conv_first`, `SCPA_trunk.{i}` with `PAConv.k2`, `upconv1`, `att1`, `conv_last`.
 
@@ -119,13 +110,13 @@ def detect_pan(state_dict: StateDict) -> Detection | None:
         "num_blocks": len(numbered(state_dict, r"SCPA_trunk\.(\d+)\.conv3\.weight")),
         "img_range": 1.0,
     }
-    if set(state_dict) != layout_keys("pan", **hparams):
+    if set(state_dict) != layout_keys(PAN, **hparams):
         return None
     notes = []
     if hparams["scale"] != 4:
         hparams["scale"] = probe_single_stage_scale(state_dict, hparams)
         notes.append(f"x2 and x3 PAN weights have the same shapes; x{hparams['scale']} judged by a probe run")
-    return Detection("pan", hparams, dict(state_dict), notes=notes)
+    return Detection("pan", hparams, dict(state_dict), notes=notes, layout="zhaohengyuan1/PAN")
 
 
 PROBE_THRESHOLD_DB = -1.0

@@ -10,12 +10,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from leansr.checkpoint import Detection, StateDict, register_detector
 from leansr.layers.attention import EnhancedSpatialAttention
 from leansr.layers.upsample import pixel_shuffle_scale
-from leansr.models._layout import layout_keys, numbered, renamed
+from leansr.models._layout import Detection, StateDict, layout_keys, numbered, renamed
 from leansr.models.imdn import LEAKY_SLOPE, DistillationSR
-from leansr.registry import register_model
 
 
 class RFDB(nn.Module):
@@ -47,32 +45,14 @@ class RFDB(nn.Module):
 
 
 class RFDN(DistillationSR):
-    def __init__(self, *, scale: int, channels: int, num_blocks: int, img_range: float) -> None:
+    def __init__(
+        self, *, scale: int = 4, channels: int = 48, num_blocks: int = 6, img_range: float = 1.0
+    ) -> None:
         super().__init__(
             scale=scale, img_range=img_range, channels=channels, num_blocks=num_blocks, make_block=RFDB
         )
 
 
-@register_model(
-    "rfdn",
-    scales=(2, 3, 4),
-    summary="RFDN (ECCVW 2020), the paper's configuration: 48 channels, 6 RFDBs",
-)
-def rfdn(*, scale: int = 4, channels: int = 48, num_blocks: int = 6, img_range: float = 1.0) -> RFDN:
-    return RFDN(scale=scale, channels=channels, num_blocks=num_blocks, img_range=img_range)
-
-
-@register_model(
-    "rfdn_e",
-    scales=(2, 3, 4),
-    checkpoints=("RFDN_AIM.pth",),
-    summary="E-RFDN, AIM 2020 efficient-SR winner: 50 channels, 4 RFDBs, weights on the 0-255 range",
-)
-def rfdn_e(*, scale: int = 4, channels: int = 50, num_blocks: int = 4, img_range: float = 255.0) -> RFDN:
-    return RFDN(scale=scale, channels=channels, num_blocks=num_blocks, img_range=img_range)
-
-
-@register_detector("rfdn")
 def detect_rfdn(state_dict: StateDict) -> Detection | None:
     """njulj/RFDN: `fea_conv`, `B1..N` with `c1_d`/`c1_r`/`esa.conv_max`, `c.0`, `LR_conv`, `upsampler.0`.
 
@@ -85,9 +65,8 @@ def detect_rfdn(state_dict: StateDict) -> Detection | None:
     if not blocks or scale is None:  # gaps in the numbering fail the exact key check below
         return None
     channels, num_blocks = state_dict["fea_conv.weight"].shape[0], len(blocks)
-    arch = "rfdn_e" if (channels, num_blocks) == (50, 4) else "rfdn"
     hparams = {"scale": scale, "channels": channels, "num_blocks": num_blocks, "img_range": 255.0}
     ours = renamed(state_dict, [(r"^B(\d+)\.", lambda m: f"blocks.{int(m.group(1)) - 1}.")])
-    if set(ours) != layout_keys(arch, **hparams):
+    if set(ours) != layout_keys(RFDN, **hparams):
         return None
-    return Detection(arch, hparams, ours)
+    return Detection("rfdn", hparams, ours, layout="njulj/RFDN")

@@ -5,26 +5,16 @@ All official weights expect inputs on 0-255 (the official test multiplies the 0-
 
 from __future__ import annotations
 
-import inspect
-
 from torch import Tensor, nn
 
-from leansr.checkpoint import Detection, StateDict, register_detector
 from leansr.layers.rlfb import RLFB
 from leansr.layers.upsample import PixelShuffleUpsampler, pixel_shuffle_scale
-from leansr.models._layout import renamed, shapes_match
+from leansr.models._layout import Detection, StateDict, renamed, shapes_match
 from leansr.models.base import SRModel
-from leansr.registry import register_model
 
 _COLOR_CHANNELS = 3
 
 
-@register_model(
-    "rlfn",
-    scales=(2, 3, 4),
-    checkpoints=("rlfn_x2.pth", "rlfn_x4.pth"),
-    summary="Residual Local Feature Network: 6 RLFB blocks, 52 channels",
-)
 class RLFN(SRModel):
     """conv -> N residual local feature blocks -> conv (+ long skip) -> conv + pixel shuffle.
 
@@ -57,63 +47,17 @@ class RLFN(SRModel):
         return self.upsampler(self.conv_2(out) + shallow)
 
 
-@register_model(
-    "rlfn_s",
-    scales=(2, 3, 4),
-    checkpoints=("rlfn_s_x2.pth", "rlfn_s_x4.pth"),
-    summary="RLFN-S: the small RLFN, 6 blocks, 48 channels",
-)
-def rlfn_s(
-    *,
-    scale: int = 4,
-    img_range: float = 255.0,
-    channels: int = 48,
-    mid_channels: int = 48,
-    num_blocks: int = 6,
-    esa_channels: int = 16,
-) -> RLFN:
-    return RLFN(
-        scale=scale, img_range=img_range, channels=channels, mid_channels=mid_channels,
-        num_blocks=num_blocks, esa_channels=esa_channels,
-    )
-
-
-@register_model(
-    "rlfn_ntire",
-    scales=(2, 3, 4),
-    checkpoints=("rlfn_ntire_x4.pth",),
-    summary="RLFN pruned for NTIRE 2022 ESR (1st place): 4 blocks, 46 channels, 48 inside",
-)
-def rlfn_ntire(
-    *,
-    scale: int = 4,
-    img_range: float = 255.0,
-    channels: int = 46,
-    mid_channels: int = 48,
-    num_blocks: int = 4,
-    esa_channels: int = 16,
-) -> RLFN:
-    return RLFN(
-        scale=scale, img_range=img_range, channels=channels, mid_channels=mid_channels,
-        num_blocks=num_blocks, esa_channels=esa_channels,
-    )
-
-
-# Most specific first; a state dict matching none of the presets loads as a plain `rlfn`.
-_PRESETS = (("rlfn_ntire", rlfn_ntire), ("rlfn_s", rlfn_s), ("rlfn", RLFN))
-_SHAPE_KEYS = ("channels", "mid_channels", "num_blocks", "esa_channels")
-
 # The NTIRE 2022 challenge repository ships the same network (`RLFN_cut`) under other names:
 # fea_conv / B1..B4 / LR_conv / upsampler.0 (ofsoundof/NTIRE2022_ESR, models/team04_rlfn.py).
 _NTIRE_LAYOUT = [(r"^fea_conv\.", "conv_1."), (r"^B(\d+)\.", r"block_\1."), (r"^LR_conv\.", "conv_2.")]
 
 
-@register_detector("rlfn")
 def detect_rlfn(state_dict: StateDict) -> Detection | None:
-    notes = []
+    notes, layout = [], "bytedance/RLFN"
     if "fea_conv.weight" in state_dict and "B1.esa.conv_f.weight" in state_dict:
         state_dict = renamed(state_dict, _NTIRE_LAYOUT)
         notes.append("NTIRE 2022 challenge key layout (fea_conv/B*/LR_conv) renamed")
+        layout = "ofsoundof/NTIRE2022_ESR"
     required = ("conv_1.weight", "block_1.c1_r.weight", "block_1.esa.conv1.weight", "upsampler.0.weight")
     if not all(key in state_dict for key in required):
         return None
@@ -130,8 +74,7 @@ def detect_rlfn(state_dict: StateDict) -> Detection | None:
     }
     if not shapes_match(RLFN, hparams, state_dict):
         return None
-    return Detection(_preset_name(hparams), hparams, state_dict, notes=notes)
-
+    return Detection("rlfn", hparams, state_dict, notes=notes, layout=layout)
 
 
 def _count_blocks(state_dict: StateDict) -> int:
@@ -139,11 +82,3 @@ def _count_blocks(state_dict: StateDict) -> int:
     while f"block_{count + 1}.c1_r.weight" in state_dict:
         count += 1
     return count
-
-
-def _preset_name(hparams: dict[str, int | float]) -> str:
-    for name, constructor in _PRESETS:
-        defaults = inspect.signature(constructor).parameters
-        if all(hparams[key] == defaults[key].default for key in _SHAPE_KEYS):
-            return name
-    return "rlfn"

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from leansr.checkpoint import atomic_path
+from leansr.atomic import atomic_path
 from leansr.errors import CheckpointError
 
 _NAME = re.compile(r"^iter_(\d+)\.pt$")

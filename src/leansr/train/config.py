@@ -185,7 +185,7 @@ def to_dict(config: TrainConfig) -> dict[str, Any]:
 
 
 def save_config(config: TrainConfig, path: Path) -> None:
-    from leansr.checkpoint import atomic_path
+    from leansr.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from leansr.data.image_io import IMAGE_SUFFIXES, read_rgb_uint8
+from leansr.data.image_io import list_images, read_rgb_uint8
 from leansr.data.imresize import imresize, quantize_uint8
 from leansr.errors import ImageError, LeansrError
 
@@ -35,10 +35,8 @@ class Sample:
 
 
 def find_images(root: str | Path) -> list[Path]:
-    root = Path(root)
-    if not root.is_dir():
-        raise LeansrError(f"training folder {root} does not exist")
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """Training images under `root`, sub-folders included."""
+    return list_images(root, recursive=True, what="training folder")
 
 
 def paired_lr_dir(hr_dir: Path, scale: int) -> Path | None:

@@ -17,12 +17,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from leansr.checkpoint import load_model, read_state_dict, save_checkpoint
+from leansr.checkpoint import read_state_dict, save_checkpoint
 from leansr.color import rgb_to_ycbcr
 from leansr.errors import LeansrError
-from leansr.inference import resolve_device
 from leansr.layers.reparam import is_reparameterized, reparameterize_model
 from leansr.registry import create_model, get_model_info
+from leansr.runtime import resolve_device, threads
 from leansr.train import checkpoints
 from leansr.train.config import StageConfig, TrainConfig, save_config, to_dict
 from leansr.train.data import PatchDataset, StreamSampler, collect_samples
@@ -67,14 +67,12 @@ class Trainer:
         self.dist: DistInfo = init_distributed(self.device.type)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
-        if config.threads > 0:
-            torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         missing = [folder for folder in config.data.val if not Path(folder).is_dir()]
         if missing:
             raise LeansrError(f"validation folder {missing[0]} does not exist")
         self.model = build_model(config).to(self.device)
-        self.teacher = load_model(config.distill.teacher, device=self.device) if config.distill.teacher else None
+        self.teacher = _load_teacher(config.distill.teacher, self.device) if config.distill.teacher else None
         self.ema = ModelEMA(self.model, config.ema_decay) if config.ema_decay > 0 else None
         self.net: nn.Module = self.model
         if self.dist.enabled:
@@ -181,6 +179,11 @@ class Trainer:
                           prefetch_factor=4 if cfg.workers > 0 else None)
 
     def train(self, max_steps: int | None = None) -> Path:
+        """Train (to the end, or `max_steps` more steps) with the configured thread count, then restore it."""
+        with threads(self.config.threads if self.config.threads > 0 else None):
+            return self._train(max_steps)
+
+    def _train(self, max_steps: int | None) -> Path:
         """Train to the end (or `max_steps` more steps); returns the run folder."""
         from tqdm import tqdm
 
@@ -328,3 +331,9 @@ def _truncate_log(path: Path, iteration: int) -> None:
     """Drop records a killed session wrote after the checkpoint we resume from."""
     kept = [r for r in read_log(path) if r["iter"] <= iteration]
     path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+
+def _load_teacher(path: str, device: torch.device) -> nn.Module:
+    from leansr.loading import load_model
+
+    return load_model(path, device=device).model
