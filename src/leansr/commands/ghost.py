@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="deployed model to write")
     p.add_argument("--recipe", choices=("quick", "full"), default="quick")
     p.add_argument("--minutes", type=float, help="wall-clock budget, conversion included (quick: default 15)")
-    p.add_argument("--iters", type=int, help="fine-tuning steps (default: quick fits --minutes, full 20000)")
+    p.add_argument("--iters", type=int,
+                   help="fine-tuning steps (default: quick fits --minutes, full 20000); with --resume: the new total")
     p.add_argument("--run-dir", type=Path, help="training run folder (default: OUT's name + '.run' beside it)")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run, then write OUT")
     p.add_argument("--val", nargs="*", default=[], metavar="DIR", help="HR folders scored at the end")
@@ -58,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         config = _resumed_config(args.resume)
         if args.minutes is not None:
             config.time_limit_min = args.minutes
+        if args.iters is not None:  # a longer (or shorter) schedule from here on
+            config.stage1.iters = args.iters
         trainer = Trainer(config, run_dir, resume=True)
     else:
         config = _convert_and_configure(args, run_dir, wall)
