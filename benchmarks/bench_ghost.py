@@ -5,9 +5,11 @@ activations (one forward, `leansr.bench.counting`), peak memory (`leansr.bench.m
 on a 256x256 LR input, and Y-PSNR on each --dataset (`leansr.metrics.evaluate_model`, the code path of
 `leansr evaluate`). Timing alternates the two models round by round (`--rounds` x `--repeats` forwards each)
 so that load changes on a shared machine hit both alike; the ratio is the median of per-round ratios.
-Both wall time and process CPU time (all threads) per forward are reported.
+Both wall time and process CPU time (all threads) per forward are reported, at each --threads count. The
+allocator settings of the performance notes keep page-faulting of fresh buffers out of the comparison.
 
-    .venv/bin/python benchmarks/bench_ghost.py --threads 2 \
+    MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=268435456 \
+    .venv/bin/python benchmarks/bench_ghost.py --threads 2 1 \
         --pair rlfn_ntire=../shared/weights/bytedance-RLFN/rlfn_ntire_x4.pth:/work/runs/ghost/rlfn_ntire_quick.safetensors \
         --dataset ../shared/data/Set14 ../shared/data/BSD68 --json /work/runs/ghost/bench.json
 """
@@ -79,10 +81,13 @@ def deployed(path: Path) -> nn.Module:
 def measure_pair(label: str, original_path: Path, ghost_path: Path, args: argparse.Namespace) -> dict[str, Any]:
     models = {"original": deployed(original_path), "ghost": deployed(ghost_path)}
     record: dict[str, Any] = {"model": label, "original": str(original_path), "ghost": str(ghost_path),
-                              "threads": torch.get_num_threads(), "input": [args.size, args.size]}
+                              "input": [args.size, args.size]}
     for name, model in models.items():
         record[name] = costs(model, args.size)
-    record["timing"] = alternate(models, args.size, args.rounds, args.repeats)
+    record["timing"] = {}
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        record["timing"][str(threads)] = alternate(models, args.size, args.rounds, args.repeats)
     for dataset in args.dataset:
         for name, model in models.items():
             result = evaluate_model(model, dataset, scale=model.scale)
@@ -93,24 +98,26 @@ def measure_pair(label: str, original_path: Path, ghost_path: Path, args: argpar
 
 def markdown(records: list[dict[str, Any]], datasets: list[str]) -> str:
     names = [Path(d).name for d in datasets]
-    head = ["model", "params", "MACs (G)", "activations (M)", "peak MB", "wall ms", "CPU ms",
+    threads = list(records[0]["timing"]) if records else []
+    timing_heads = [f"{kind} ms ({t} thr)" for t in threads for kind in ("wall", "CPU")]
+    head = ["model", "params", "MACs (G)", "activations (M)", "peak MB", *timing_heads,
             *[f"{n} Y-PSNR" for n in names]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in records:
         t = r["timing"]
         for name in ("original", "ghost"):
             c = r[name]
+            times = [f"{t[k][kind][name]:.0f}" for k in threads for kind in ("wall_ms", "cpu_ms")]
             lines.append("| " + " | ".join([
                 f"{r['model']} {name}", f"{c['params']:,}", f"{c['macs'] / 1e9:.2f}",
-                f"{c['activations'] / 1e6:.1f}", f"{c['peak_memory_mb']:.0f}",
-                f"{t['wall_ms'][name]:.0f}", f"{t['cpu_ms'][name]:.0f}",
+                f"{c['activations'] / 1e6:.1f}", f"{c['peak_memory_mb']:.0f}", *times,
                 *[f"{c.get(f'psnr_y_{n}', float('nan')):.3f}" for n in names]]) + " |")
         o, g = r["original"], r["ghost"]
+        ratios = [f"{t[k][kind]:.3f}x" for k in threads for kind in ("wall_ratio", "cpu_ratio")]
         lines.append("| " + " | ".join([
             f"{r['model']} ghost / original", f"{g['params'] / o['params']:.3f}x", f"{g['macs'] / o['macs']:.3f}x",
             f"{g['activations'] / o['activations']:.3f}x", f"{g['peak_memory_mb'] / o['peak_memory_mb']:.3f}x",
-            f"{t['wall_ratio']:.3f}x", f"{t['cpu_ratio']:.3f}x",
-            *[f"{g.get(f'psnr_y_{n}', 0) - o.get(f'psnr_y_{n}', 0):+.3f} dB" for n in names]]) + " |")
+            *ratios, *[f"{g.get(f'psnr_y_{n}', 0) - o.get(f'psnr_y_{n}', 0):+.3f} dB" for n in names]]) + " |")
     return "\n".join(lines)
 
 
@@ -118,13 +125,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pair", action="append", required=True, metavar="LABEL=ORIGINAL:GHOST")
     parser.add_argument("--dataset", nargs="*", default=[], help="HR folders for Y-PSNR")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, nargs="+", default=[2], help="thread counts to time at")
     parser.add_argument("--size", type=int, default=256, help="LR side for cost and timing")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, help="write the records here")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     records = []
     for spec in args.pair:
         label, _, paths = spec.partition("=")
