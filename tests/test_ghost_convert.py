@@ -74,6 +74,7 @@ def _duplicate_filters(model: torch.nn.Module, pairs: list[dict]) -> None:
     ("msrresnet", {"num_blocks": 2}, False),
     ("rfdn", {"num_blocks": 1}, False),  # consumer columns at an offset in a concatenation
     ("ecbsr_m4c8", {"in_channels": 3}, True),  # per-channel PReLU slopes follow the channels
+    ("fmen_s", {"down_blocks": 2}, True),  # deployed ERBs and attention branches
 ])
 def test_duplicated_filters_convert_exactly(arch, args, deploy) -> None:
     """Ghost = plain copy of a duplicate filter: clustering, permutations and trunk orders must be exact."""
