@@ -91,7 +91,7 @@ def measure_pair(label: str, original_path: Path, ghost_path: Path, args: argpar
     for dataset in args.dataset:
         for name, model in models.items():
             result = evaluate_model(model, dataset, scale=model.scale)
-            record[name][f"psnr_y_{Path(dataset).name}"] = float(result["psnr_y"])
+            record[name][f"psnr_y_{Path(dataset).name}"] = float(result.psnr_y)
     print(json.dumps(record), file=sys.stderr, flush=True)
     return record
 

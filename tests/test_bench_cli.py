@@ -57,7 +57,7 @@ def _read(out):
 
 def test_reports_have_the_contract_keys_and_hand_computed_counts(tmp_path, toys, capsys):
     out = tmp_path / "bench"
-    assert main(["bench", "--models", "toy_*", *FAST, "--out", str(out), "--json", str(tmp_path / "r.json")]) == 0
+    assert main(["bench", "--models", "toy_*", *FAST, "-o", str(out), "--json", str(tmp_path / "r.json")]) == 0
     records, rows, markdown = _read(out)
     assert [r["name"] for r in records] == toys == [row["name"] for row in rows]
     for record, channels in zip(records, (2, 4, 8)):
@@ -76,11 +76,11 @@ def test_reports_have_the_contract_keys_and_hand_computed_counts(tmp_path, toys,
 
 def test_models_without_the_scale_are_skipped_with_a_note(tmp_path, toys, capsys, monkeypatch):
     out = tmp_path / "bench"
-    assert main(["bench", "--models", "toy_c2", "toy_c4", *FAST, "--scale", "3", "--out", str(out)]) == 2
+    assert main(["bench", "--models", "toy_c2", "toy_c4", *FAST, "--scale", "3", "-o", str(out)]) == 2
     assert "not x3" in capsys.readouterr().err  # nothing measurable: a clear error, no reports
     constructor = registry._MODELS["toy_c4"].constructor
     monkeypatch.setitem(registry._MODELS, "toy_c4", _info("toy_c4", constructor, (2, 3)))
-    assert main(["bench", "--models", "toy_c2", "toy_c4", *FAST, "--scale", "3", "--out", str(out)]) == 0
+    assert main(["bench", "--models", "toy_c2", "toy_c4", *FAST, "--scale", "3", "-o", str(out)]) == 0
     records, _, markdown = _read(out)
     assert [r["name"] for r in records] == ["toy_c4"] and records[0]["scale"] == 3
     assert "toy_c2 skipped" in markdown and "needs at least 3 models" in markdown
@@ -91,7 +91,7 @@ def test_checkpoint_files_are_benchmarked_under_their_stem(tmp_path, toys):
     for name in toys[:2]:
         paths.append(save_checkpoint(create_model(name, scale=2), tmp_path / f"{name}_x2.safetensors"))
     out = tmp_path / "bench"
-    assert main(["bench", "--weights", *map(str, paths), *FAST, "--out", str(out)]) == 0
+    assert main(["bench", "--weights", *map(str, paths), *FAST, "-o", str(out)]) == 0
     records, _, _ = _read(out)
     assert [(r["name"], r["scale"]) for r in records] == [("toy_c2_x2", 2), ("toy_c4_x2", 2)]
 
@@ -103,7 +103,7 @@ def test_dataset_adds_psnr_and_pareto_plots(tmp_path, toys):
     for i in range(2):
         Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(hr / f"img{i}.png")
     out = tmp_path / "bench"
-    assert main(["bench", "--models", "toy_*", *FAST, "--dataset", str(hr), "--out", str(out)]) == 0
+    assert main(["bench", "--models", "toy_*", *FAST, "--dataset", str(hr), "-o", str(out)]) == 0
     records, rows, markdown = _read(out)
     for record in records:
         assert np.isfinite(record["psnr_y"]) and -1 <= record["ssim_y"] <= 1  # random weights and images
@@ -119,7 +119,7 @@ def test_deployed_form_by_default_training_form_on_request(tmp_path):
     params = {}
     for flag in ([], ["--no-deploy"]):
         out = tmp_path / ("train" if flag else "deploy")
-        assert main(["bench", "--models", "ecbsr_m4c8", *FAST, *flag, "--out", str(out)]) == 0
+        assert main(["bench", "--models", "ecbsr_m4c8", *FAST, *flag, "-o", str(out)]) == 0
         (record,) = json.loads((out / "report.json").read_text())
         params[bool(flag)] = (record["params"], record["deployed"], record["conv"])
     assert params[False] == (3624, True, 6)  # one 3x3 conv per ECB once fused

@@ -22,6 +22,6 @@ def test_scales_without_a_packaged_model_fall_back_to_bicubic():
 @pytest.mark.parametrize("scale", [2, 4])
 def test_default_beats_bicubic_by_two_db_on_set5(scale):
     set5 = shared_path("data", "Set5")
-    ours = evaluate_model(resolve_model(None, None, scale), set5, scale=scale)["psnr_y"]
-    bicubic = evaluate_model(create_model("bicubic", scale=scale), set5, scale=scale)["psnr_y"]
+    ours = evaluate_model(resolve_model(None, None, scale), set5, scale=scale).psnr_y
+    bicubic = evaluate_model(create_model("bicubic", scale=scale), set5, scale=scale).psnr_y
     assert ours - bicubic >= 2.0, (ours, bicubic)

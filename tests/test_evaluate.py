@@ -45,14 +45,14 @@ def _expected(hr_file: Path, scale: int) -> dict[str, float]:
 @pytest.mark.parametrize("scale", [2, 3])
 def test_evaluate_model_follows_the_protocol(hr_folder, scale):
     result = evaluate_model(create_model("bicubic", scale=scale), hr_folder, scale=scale)
-    assert set(result) == {"psnr_y", "ssim_y", "psnr_rgb", "per_image"}
-    assert set(result["per_image"]) == {"a.png", "gray.png"}
-    for name, metrics in result["per_image"].items():
+    assert set(result.to_json()) == {"psnr_y", "ssim_y", "psnr_rgb", "per_image"}
+    assert set(result.per_image) == {"a.png", "gray.png"}
+    for name, metrics in result.per_image.items():
         expected = _expected(hr_folder / name, scale)
-        assert metrics["psnr_y"] == pytest.approx(expected["psnr_y"], abs=0.02)
-        assert metrics["ssim_y"] == pytest.approx(expected["ssim_y"], abs=1e-3)
-    assert result["psnr_y"] == pytest.approx(np.mean([m["psnr_y"] for m in result["per_image"].values()]))
-    assert 15 < result["psnr_rgb"] < result["psnr_y"] + 5
+        assert metrics.psnr_y == pytest.approx(expected["psnr_y"], abs=0.02)
+        assert metrics.ssim_y == pytest.approx(expected["ssim_y"], abs=1e-3)
+    assert result.psnr_y == pytest.approx(np.mean([m.psnr_y for m in result.per_image.values()]))
+    assert 15 < result.psnr_rgb < result.psnr_y + 5
 
 
 def test_paired_lr_and_float_convention(hr_folder, tmp_path):
@@ -64,16 +64,16 @@ def test_paired_lr_and_float_convention(hr_folder, tmp_path):
     model = create_model("bicubic", scale=2)
     made = evaluate_model(model, hr_folder, scale=2)
     paired = evaluate_model(model, hr_folder, scale=2, lr_dir=lr_folder)
-    assert paired["per_image"] == made["per_image"]
+    assert paired.per_image == made.per_image
     unrounded = evaluate_model(model, hr_folder, scale=2, y_convention="float")
-    assert unrounded["psnr_y"] != pytest.approx(made["psnr_y"], abs=1e-4)
+    assert unrounded.psnr_y != pytest.approx(made.psnr_y, abs=1e-4)
 
 
 def test_y_only_model_gets_bicubic_chroma(hr_folder):
     # Bicubic on Y with bicubic CbCr is bicubic on RGB: resizing is linear and YCbCr affine.
     rgb = evaluate_model(create_model("bicubic", scale=2), hr_folder, scale=2)
     y_only = evaluate_model(create_model("bicubic", scale=2, in_channels=1), hr_folder, scale=2)
-    assert y_only["psnr_y"] == pytest.approx(rgb["psnr_y"], abs=0.01)
+    assert y_only.psnr_y == pytest.approx(rgb.psnr_y, abs=0.01)
 
 
 def test_scale_mismatch_and_bad_folders(hr_folder, tmp_path):
@@ -107,7 +107,7 @@ def test_cli_writes_json(hr_folder, tmp_path, capsys):
     assert result["model"] == "bicubic" and result["scale"] == 2
     tiny = result["datasets"]["Tiny"]
     assert set(tiny) == {"psnr_y", "ssim_y", "psnr_rgb", "per_image"}
-    assert set(tiny["per_image"]["a.png"]) == {"psnr_y", "ssim_y"}
+    assert set(tiny["per_image"]["a.png"]) == {"psnr_y", "ssim_y", "psnr_rgb"}
 
 
 @pytest.mark.parametrize(
@@ -133,8 +133,8 @@ def test_cli_errors_are_one_line_exit_2(hr_folder, tmp_path, capsys, argv, messa
 @pytest.mark.reference
 def test_bicubic_set5_x4_matches_published():
     result = evaluate_model(create_model("bicubic", scale=4), shared_path("data", "Set5"), scale=4)
-    assert result["psnr_y"] == pytest.approx(28.42, abs=0.01)
-    assert result["ssim_y"] == pytest.approx(0.8104, abs=0.001)
+    assert result.psnr_y == pytest.approx(28.42, abs=0.01)
+    assert result.ssim_y == pytest.approx(0.8104, abs=0.001)
 
 
 def _official_entries() -> list[tuple[str, str]]:
@@ -158,9 +158,9 @@ def _official_model(stem: str) -> torch.nn.Module:
             raise
         pytest.skip(f"no registered model recognises {files[0].name} yet")
     if width:
-        if not hasattr(model, "set_width"):
-            pytest.skip(f"{type(model).__name__} has no set_width() for the {stem} sub-network")
-        model.set_width(int(width))
+        if not hasattr(model.model, "at_width"):
+            pytest.skip(f"{type(model.model).__name__} has no at_width() for the {stem} sub-network")
+        model = model.model.at_width(int(width))
     return model
 
 
@@ -175,8 +175,8 @@ def test_official_checkpoints_reproduce_official_psnr(stem, dataset):
     entry = table[stem]
     model = _official_model(stem)
     result = evaluate_model(model, shared_path("data", dataset), scale=entry["scale"])
-    assert result["psnr_y"] == pytest.approx(entry[dataset]["mean"], abs=0.005)
-    assert result["per_image"].keys() == entry[dataset]["per_image"].keys()
+    assert result.psnr_y == pytest.approx(entry[dataset]["mean"], abs=0.005)
+    assert result.per_image.keys() == entry[dataset]["per_image"].keys()
 
 
 def _pan_log_means() -> dict[tuple[int, str], float]:
@@ -197,5 +197,5 @@ def test_pan_reproduces_authors_logs_with_float_y(scale, dataset):
     logged = _pan_log_means()[(scale, dataset)]
     model = _official_model(f"PANx{scale}_DF2K")
     result = evaluate_model(model, shared_path("data", dataset), scale=scale, y_convention="float")
-    assert result["psnr_y"] == pytest.approx(logged, abs=0.03)
-    assert math.isfinite(result["ssim_y"])
+    assert result.psnr_y == pytest.approx(logged, abs=0.03)
+    assert math.isfinite(result.ssim_y)

@@ -44,3 +44,20 @@ def test_unsupported_scale_is_refused():
     info = get_model_info(name)
     with pytest.raises(LeansrError, match="supports scales"):
         create_model(name, scale=max(info.scales) + 5)
+
+
+@pytest.mark.parametrize("name,kwargs", [("rlfn", {"channels": 0}), ("ecbsr_m4c8", {"in_channels": 0}),
+                                         ("rlfn", {"num_blocks": -1}), ("imdn", {"scale": 0})])
+def test_out_of_range_hyperparameters_are_one_clear_error(name, kwargs):
+    with pytest.raises(LeansrError, match="out of range|supports scales"):
+        create_model(name, **kwargs)
+
+
+def test_presets_are_data_and_detection_names_the_most_specific_one():
+    from leansr.registry import detect
+
+    info = get_model_info("rlfn_ntire")
+    assert info.constructor is get_model_info("rlfn").constructor
+    assert dict(info.preset.overrides) == {"channels": 46, "mid_channels": 48, "num_blocks": 4}
+    assert detect(create_model("rlfn_ntire", scale=2).state_dict()).arch == "rlfn_ntire"
+    assert detect(create_model("rlfn", scale=2, channels=40).state_dict()).arch == "rlfn"

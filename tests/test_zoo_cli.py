@@ -39,8 +39,8 @@ def test_convert_refuses_to_overwrite_and_reports_bad_input(tmp_path, capsys):
     bad = tmp_path / "bad.pth"
     bad.write_text("not a checkpoint")
     assert cli.main(["convert", str(bad), str(existing)]) == 2
-    assert "exists; pass --force" in capsys.readouterr().err
+    assert "exists; pass --overwrite" in capsys.readouterr().err
     assert cli.main(["convert", str(bad), str(tmp_path / "new.safetensors"), "--force"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("leansr: error: cannot read checkpoint") and err.count("\n") == 1
+    assert "is not a PyTorch or safetensors checkpoint" in err and err.count("\n") == 1
     assert existing.read_bytes() == b"keep me" and not (tmp_path / "new.safetensors").exists()

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluate", "PSNR/SSIM (Y, BT.601) on HR folders, LR made by MATLAB-style bicubic"),
     "upscale": ("upscale", "super-resolve images (files or folders) into an output folder"),
     "ghost": ("ghost", "convert a model to GhostSR (shift ghost features) and fine-tune it by distillation"),
+    "arm": ("arm", "ARM supernets: calibrate the edge-to-quality routing table"),
 }
 
 
@@ -50,18 +51,23 @@ def _overview() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done, 1 an output could not be written, 2 bad input or options, 130 interrupted,
+    141 broken pipe, 143 terminated."""
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     if command not in COMMANDS:
         _overview().parse_args(argv)  # prints help, the version, or the usage error, and exits
     args = build_parser(command).parse_args(argv)
-    from leansr.errors import LeansrError
+    from leansr.errors import LeansrError, OutputError
     from leansr.runtime import tune_allocator
 
     tune_allocator()
     previous = signal.signal(signal.SIGTERM, _terminate)  # so `finally` blocks remove temp files
     try:
         return int(args.func(args) or 0)
+    except OutputError as exc:
+        print(f"leansr: error: {exc}", file=sys.stderr)
+        return 1
     except LeansrError as exc:
         print(f"leansr: error: {exc}", file=sys.stderr)
         return 2
@@ -74,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `leansr list | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as exc:  # a folder that cannot be made, a read-only file system, a full disk, ...
+        print(f"leansr: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -84,6 +93,12 @@ class Terminated(BaseException):
 
 def _terminate(signum, frame) -> None:
     raise Terminated()
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line: what failed, on which path ("No space left on device: out/x.png")."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{reason}: {exc.filename}" if exc.filename else reason
 
 
 if __name__ == "__main__":

@@ -11,3 +11,7 @@ class CheckpointError(LeansrError):
 
 class ImageError(LeansrError):
     """An image file that cannot be read or written."""
+
+
+class OutputError(LeansrError):
+    """An output that cannot be written (missing folder, read-only, disk full): exit code 1, not 2."""

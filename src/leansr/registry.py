@@ -17,7 +17,7 @@ from torch import nn
 
 from leansr.context import GLOBAL, Context, approximate, local
 from leansr.errors import CheckpointError, LeansrError
-from leansr.models import bicubic, ecbsr, edsr, fmen, ghostsr, imdn, imdn_acb, msrresnet, pan, rfdn, rlfn
+from leansr.models import arm, bicubic, ecbsr, edsr, fmen, ghostsr, imdn, imdn_acb, msrresnet, pan, rfdn, rlfn
 from leansr.models._layout import Detection, Detector, StateDict
 
 ContextRule = Callable[[Mapping[str, Any]], Context]
@@ -109,6 +109,13 @@ _FAMILIES: tuple[Family, ...] = (
         "edsr_baseline": Preset(), "edsr": Preset({"channels": 256, "num_blocks": 32, "res_scale": 0.1}),
     }, _rule(local, lambda hp: 2 * hp["num_blocks"] + 4), (edsr.detect_edsr,)),
     Family("ghostsr", ghostsr.ghostsr, {"ghostsr": Preset()}, ghostsr.ghost_context),
+    # ARM supernets (slimmable; width 0 = bicubic); radii are those of the full width.
+    Family("arm_fsrcnn", arm.ARMFSRCNN, {"arm_fsrcnn": Preset(checkpoints=("arm-fsrcnn.pth",))},
+           _rule(local, lambda hp: hp["mapping"] + 5), (arm.detect_arm_fsrcnn,)),
+    Family("arm_carn", arm.ARMCARN, {"arm_carn": Preset(checkpoints=("arm-carn.pth",))},
+           _rule(local, lambda hp: 22), (arm.detect_arm_carn,)),
+    Family("arm_srresnet", arm.ARMSRResNet, {"arm_srresnet": Preset()},
+           _rule(local, lambda hp: 2 * hp["num_blocks"] + 4)),
 )
 
 _MODELS: dict[str, ModelInfo] = {}
@@ -171,6 +178,10 @@ def resolve_hparams(name: str, **kwargs: Any) -> dict[str, Any]:
     except TypeError as exc:
         raise LeansrError(f"bad arguments for model {name!r}: {exc}") from None
     bound.apply_defaults()
+    for key, value in bound.arguments.items():
+        if isinstance(value, int) and not isinstance(value, bool) and (
+                value < 0 or value == 0 and key.endswith(("channels", "feats", "scale"))):
+            raise LeansrError(f"model {name!r}: {key}={value} is out of range")
     scale = bound.arguments.get("scale")
     if scale is not None and info.scales and scale not in info.scales:
         raise LeansrError(f"model {name!r} supports scales {list(info.scales)}, not {scale}")

@@ -6,7 +6,7 @@ imported only there).
 
 from leansr.bench.counting import ModelCounts, OpCounts, count_model, count_params
 from leansr.bench.memory import peak_memory_bytes
-from leansr.bench.runner import BenchSettings, benchmark_model, prepare_model
+from leansr.bench.runner import BenchRecord, BenchSettings, DatasetScores, benchmark_model, prepare_model
 from leansr.bench.stats import pareto_front, spearman
 from leansr.bench.timing import Timing, time_forward
 
@@ -15,6 +15,8 @@ __all__ = [
     "ModelCounts",
     "OpCounts",
     "Timing",
+    "BenchRecord",
+    "DatasetScores",
     "benchmark_model",
     "count_model",
     "count_params",

@@ -103,10 +103,11 @@ def _write_plots(records: Sequence[dict[str, Any]], out_dir: Path) -> tuple[list
         names, psnr = [display_name(r) for r in rated], [r["psnr_y"] for r in rated]
         runtime = [r["runtime_ms"]["median"] for r in rated]
         gmacs = [r["macs"] / 1e9 for r in rated]
-        written.append(plot_quality_vs_cost(names, runtime, psnr, xlabel="runtime [ms] (median)",
-                                            title="PSNR vs runtime", path=out_dir / "psnr_vs_runtime.png"))
-        written.append(plot_quality_vs_cost(names, gmacs, psnr, xlabel="GMACs", title="PSNR vs MACs",
-                                            path=out_dir / "psnr_vs_macs.png"))
+        where = _plot_subject(rated)
+        written.append(plot_quality_vs_cost(names, runtime, psnr, xlabel="runtime per LR input [ms] (median)",
+                                            title=f"PSNR-Y vs runtime: {where}", path=out_dir / "psnr_vs_runtime.png"))
+        written.append(plot_quality_vs_cost(names, gmacs, psnr, xlabel="GMACs per LR input",
+                                            title=f"PSNR-Y vs MACs: {where}", path=out_dir / "psnr_vs_macs.png"))
     else:
         notes.append("No PSNR plots: no dataset was given (`--dataset DIR`), so there is no PSNR to plot.")
     if len(records) >= MIN_MODELS_FOR_SROCC:
@@ -116,6 +117,26 @@ def _write_plots(records: Sequence[dict[str, Any]], out_dir: Path) -> tuple[list
     else:
         notes.append(f"No SROCC heat map: it needs at least {MIN_MODELS_FOR_SROCC} models.")
     return written, notes
+
+
+def _plot_subject(records: Sequence[dict[str, Any]]) -> str:
+    """"Set5, x4, 256x256 LR input": what the plotted PSNR and costs were measured on."""
+    dataset = Path(str(records[0].get("dataset", "?"))).name
+    scales = "/".join(f"x{s}" for s in sorted({int(r["scale"]) for r in records}))
+    h, w = records[0]["input_size"]
+    return f"{dataset}, {scales}, cost at {h}x{w} LR"
+
+
+def progress_header(record: dict[str, Any]) -> str:
+    head = f"{'model':<28} {'params':>10} {'GMACs':>8} {'runtime ms':>11}"
+    return head + "".join(f" {('PSNR ' + name)[:12]:>12}" for name in record.get("datasets", {}))
+
+
+def progress_row(record: dict[str, Any]) -> str:
+    """One line per measured model, printed while the next one runs."""
+    row = (f"{display_name(record)[:28]:<28} {record['params']:>10,} {record['macs'] / 1e9:>8.2f} "
+           f"{record['runtime_ms']['median']:>11.2f}")
+    return row + "".join(f" {v['psnr_y']:>12.2f}" for v in record.get("datasets", {}).values())
 
 
 def render_markdown(report: BenchReport, plot_names: Sequence[str], plot_notes: Sequence[str]) -> str:
@@ -148,10 +169,14 @@ def render_markdown(report: BenchReport, plot_names: Sequence[str], plot_notes: 
 def metrics_table(records: Sequence[dict[str, Any]]) -> list[str]:
     """The markdown results table (also used for docs)."""
     with_psnr = any(r.get("psnr_y") is not None for r in records)
+    datasets = list(dict.fromkeys(name for r in records for name in r.get("datasets", {})))
     header = ("| model | params [M] | GMACs | challenge GFLOPs | acts [M] | #conv | peak mem [MB] "
               "| runtime [ms] | IQR [ms] |")
     rule = "|---|---|---|---|---|---|---|---|---|"
-    if with_psnr:
+    if len(datasets) > 1:
+        header += "".join(f" PSNR-Y {d} | SSIM-Y {d} |" for d in datasets)
+        rule += "---|---|" * len(datasets)
+    elif with_psnr:
         header, rule = header + " PSNR-Y | SSIM-Y |", rule + "---|---|"
     rows = [header, rule]
     for r in records:
@@ -160,7 +185,11 @@ def metrics_table(records: Sequence[dict[str, Any]]) -> list[str]:
                f"| {r['challenge']['flops'] / 1e9:.2f} | {r['activations'] / 1e6:.2f} | {r['conv']} "
                f"| {r['peak_memory_mb']:.1f} | {r['runtime_ms']['median']:.2f}{flag} "
                f"| {r['runtime_ms']['iqr']:.2f} |")
-        if with_psnr:
+        if len(datasets) > 1:
+            for d in datasets:
+                m = r.get("datasets", {}).get(d, {})
+                row += f" {_fixed(m.get('psnr_y'), 2) or '-'} | {_fixed(m.get('ssim_y'), 4) or '-'} |"
+        elif with_psnr:
             row += f" {_fixed(r.get('psnr_y'), 2) or '-'} | {_fixed(r.get('ssim_y'), 4) or '-'} |"
         rows.append(row)
     return rows

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ class BenchSettings:
     input_size: tuple[int, int] = (256, 256)
     scale: int = 4
     deploy: bool = True
-    dataset: Path | None = None
+    datasets: tuple[Path, ...] = ()
     seed: int = 0
 
 
@@ -39,8 +39,53 @@ def prepare_model(model: nn.Module, settings: BenchSettings) -> nn.Module:
     return model.eval()
 
 
-def benchmark_model(name: str, model: nn.Module, settings: BenchSettings) -> dict[str, Any]:
-    """One JSON-ready record for `model` (already prepared) measured under `settings`."""
+@dataclass(frozen=True)
+class DatasetScores:
+    """Quality on one benchmark folder, by `leansr evaluate`'s protocol, and the forward time per image."""
+
+    dataset: str
+    psnr_y: float
+    ssim_y: float
+    psnr_rgb: float
+    dataset_images: int
+    dataset_runtime_ms_per_image: float  # forward passes only (no I/O, resizing or metrics)
+
+
+@dataclass(frozen=True)
+class BenchRecord:
+    """What `leansr bench` measures for one model; `to_json` is the row reports and --json hold."""
+
+    name: str
+    arch: str
+    scale: int
+    deployed: bool  # fused here, or loaded from a deployed checkpoint (no training form to measure)
+    input_size: tuple[int, int]
+    params: int
+    macs: int
+    activations: int
+    conv: int
+    macs_by_op: dict[str, int]
+    challenge: dict[str, int]  # the official script's convention: flops, activations, conv
+    peak_memory_mb: float
+    memory_method: str
+    runtime_ms: dict[str, float]
+    runtime_noisy: bool
+    threads: int
+    device: str
+    datasets: dict[str, DatasetScores] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["input_size"] = list(self.input_size)
+        if self.datasets:
+            row.update(asdict(next(iter(self.datasets.values()))))  # the first dataset's fields at the top
+        else:
+            del row["datasets"]
+        return row
+
+
+def benchmark_model(name: str, model: nn.Module, settings: BenchSettings) -> BenchRecord:
+    """What `model` (already prepared) measures under `settings`."""
     channels = int(getattr(model, "in_channels", 3))
     shape = (1, channels, *settings.input_size)
     counts = count_model(model, shape)
@@ -50,36 +95,31 @@ def benchmark_model(name: str, model: nn.Module, settings: BenchSettings) -> dic
     x = torch.rand(shape, generator=generator).to(device)
     memory, memory_method = peak_memory_bytes(model, x)
     timing = time_forward(model, x, warmup=settings.warmup, repeats=settings.repeats)
-    record: dict[str, Any] = {
-        "name": name,
-        "arch": getattr(model, "arch", type(model).__name__),
-        "scale": int(getattr(model, "scale", settings.scale)),
-        # Fused here, or loaded from a deployed checkpoint (which has no training form to measure).
-        "deployed": settings.deploy or bool(getattr(model, "deployed", False)),
-        "input_size": list(settings.input_size),
-        "params": counts.params,
-        "macs": counts.ops.macs,
-        "activations": counts.ops.activations,
-        "conv": counts.ops.conv,
-        "macs_by_op": dict(counts.ops.macs_by_op),
-        "challenge": {
-            "flops": counts.challenge.macs,
-            "activations": counts.challenge.activations,
-            "conv": counts.challenge.conv,
-        },
-        "peak_memory_mb": memory / MIB,
-        "memory_method": memory_method,
-        "runtime_ms": timing.as_dict(),
-        "runtime_noisy": timing.noisy,
-        "threads": torch.get_num_threads(),
-        "device": device_name(device),
-    }
-    if settings.dataset is not None:
-        record.update(_dataset_metrics(model, settings.dataset, record["scale"], settings.device))
-    return record
+    scale = int(getattr(model, "scale", settings.scale))
+    return BenchRecord(
+        name=name,
+        arch=getattr(model, "arch", "") or type(model).__name__,
+        scale=scale,
+        deployed=settings.deploy or bool(getattr(model, "deployed", False)),
+        input_size=tuple(settings.input_size),
+        params=counts.params,
+        macs=counts.ops.macs,
+        activations=counts.ops.activations,
+        conv=counts.ops.conv,
+        macs_by_op=dict(counts.ops.macs_by_op),
+        challenge={"flops": counts.challenge.macs, "activations": counts.challenge.activations,
+                   "conv": counts.challenge.conv},
+        peak_memory_mb=memory / MIB,
+        memory_method=memory_method,
+        runtime_ms=timing.as_dict(),
+        runtime_noisy=timing.noisy,
+        threads=torch.get_num_threads(),
+        device=device_name(device),
+        datasets={d.name: _dataset_metrics(model, d, scale, settings.device) for d in settings.datasets},
+    )
 
 
-def _dataset_metrics(model: nn.Module, dataset: Path, scale: int, device: str) -> dict[str, Any]:
+def _dataset_metrics(model: nn.Module, dataset: Path, scale: int, device: str) -> DatasetScores:
     from leansr.metrics.evaluate import evaluate_model  # the same code path as `leansr evaluate`
 
     forward_ms: list[float] = []
@@ -89,15 +129,8 @@ def _dataset_metrics(model: nn.Module, dataset: Path, scale: int, device: str) -
     finally:
         for handle in handles:
             handle.remove()
-    return {
-        "dataset": str(dataset),
-        "psnr_y": float(result["psnr_y"]),
-        "ssim_y": float(result["ssim_y"]),
-        "psnr_rgb": float(result["psnr_rgb"]),
-        "dataset_images": len(result["per_image"]),
-        # Forward passes only (no I/O, resizing or metrics), one per image.
-        "dataset_runtime_ms_per_image": sum(forward_ms) / len(forward_ms),
-    }
+    return DatasetScores(str(dataset), result.psnr_y, result.ssim_y, result.psnr_rgb, len(result.per_image),
+                         sum(forward_ms) / len(forward_ms))
 
 
 def _time_each_forward(model: nn.Module, sink: list[float]) -> list[Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import gc
 import inspect
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -13,17 +12,21 @@ from typing import Callable
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from leansr.bench.report import BenchReport, write_json, write_report
+from leansr.bench.report import BenchReport, progress_header, progress_row, write_json, write_report
 from leansr.bench.runner import BenchSettings, benchmark_model, machine_info, prepare_model
 from leansr.bench.timing import SPREAD_WARNING
+from leansr.commands.options import add_hidden_alias, capped_threads, check_device_name, check_output_path
 from leansr.loading import load_model
 from leansr.errors import LeansrError
+from leansr.metrics.evaluate import list_images
+from leansr.progress import add_quiet_flag, progress
 from leansr.registry import create_model, get_model_info, list_models
 from leansr.runtime import threads
 
 ModelSource = tuple[str, Callable[[], nn.Module]]
+# LR pixels of the timed input: 2048 x 2048 already needs GBs of activations for the larger models.
+MAX_INPUT_PIXELS = 2048 * 2048
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--models", nargs="+", metavar="PATTERN", help="registered model names or shell patterns")
     what.add_argument("--weights", nargs="+", type=Path, metavar="W", help="checkpoint files (official or ours)")
-    p.add_argument("--dataset", type=Path, metavar="DIR", help="HR image folder: adds PSNR/SSIM (Y) per model")
+    p.add_argument("--dataset", type=Path, action="append", metavar="DIR",
+                   help="HR image folder: adds PSNR/SSIM (Y) per model (repeatable, like evaluate --data)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all usable cores)")
     p.add_argument("--repeats", type=int, default=10, help="timed forwards per model (default: 10)")
@@ -41,8 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scale", type=int, default=None, help="upscaling factor (default: 4 for --models; "
                    "a checkpoint's own for --weights); models without it are skipped")
     p.add_argument("--no-deploy", action="store_true", help="measure the training form, not the re-parameterized one")
-    p.add_argument("--out", type=Path, default=Path("bench"), help="output folder (default: ./bench)")
+    p.add_argument("-o", "--output", type=Path, default=Path("bench"), help="output folder (default: ./bench)")
+    add_hidden_alias(p, "--out", "output", type=Path)
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the records to FILE")
+    add_quiet_flag(p)
     p.set_defaults(func=run)
 
 
@@ -56,23 +62,28 @@ def _run(args: argparse.Namespace, settings: BenchSettings) -> int:
     sources, notes = (_registry_sources(args.models, settings.scale) if args.models
                       else _weight_sources(args.weights, args.scale))
     records = []
-    for name, build in tqdm(sources, desc="bench", unit="model", file=sys.stderr):
+    bar = progress(sources, quiet=args.quiet, desc="bench", unit="model")
+    for name, build in bar:
         model = build()
         if args.scale is not None and int(getattr(model, "scale", args.scale)) != args.scale:
             notes.append(f"{name} skipped: it is a x{model.scale} model, not x{args.scale}")
             continue
         gc.collect()
-        record = benchmark_model(name, prepare_model(model, settings), settings)
-        if record["runtime_noisy"]:
-            tqdm.write(f"warning: {name}: runtime IQR exceeds {SPREAD_WARNING:.0%} of the median; "
-                       "the machine is busy or --repeats is too small", file=sys.stderr)
+        measured = benchmark_model(name, prepare_model(model, settings), settings)
+        record = measured.to_json()  # reports and --json hold rows of JSON
+        if measured.runtime_noisy:
+            bar.write(f"warning: {name}: runtime IQR exceeds {SPREAD_WARNING:.0%} of the median; "
+                      "the machine is busy or --repeats is too small", file=sys.stderr)
+        if not records:
+            bar.write(progress_header(record))
+        bar.write(progress_row(record))  # each model's row as soon as it is measured
         records.append(record)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     if not records:
         raise LeansrError("no model was measured")
     report = BenchReport(records, machine_info(settings), _command_line(args, settings), notes)
-    for path in write_report(report, args.out):
+    for path in write_report(report, args.output):
         print(f"wrote {path}")
     if args.json:
         print(f"wrote {write_json(records, args.json)}")
@@ -83,15 +94,15 @@ def _command_line(args: argparse.Namespace, settings: BenchSettings) -> str:
     """The run's command with every setting spelled out (defaults resolved), to repeat it."""
     what = ["--models", *args.models] if args.models else ["--weights", *map(str, args.weights)]
     parts = ["leansr", "bench", *what]
-    if args.dataset is not None:
-        parts += ["--dataset", str(args.dataset)]
+    for dataset in args.dataset or []:
+        parts += ["--dataset", str(dataset)]
     parts += ["--device", settings.device, "--threads", str(settings.threads), "--repeats", str(settings.repeats),
               "--warmup", str(settings.warmup), "--input-size", *map(str, settings.input_size)]
     if args.scale is not None:
         parts += ["--scale", str(args.scale)]
     if args.no_deploy:
         parts.append("--no-deploy")
-    parts += ["--out", str(args.out)] + (["--json", str(args.json)] if args.json else [])
+    parts += ["--output", str(args.output)] + (["--json", str(args.json)] if args.json else [])
     return shlex.join(parts)
 
 
@@ -100,22 +111,30 @@ def _settings(args: argparse.Namespace) -> BenchSettings:
         raise LeansrError("--repeats must be at least 1 and --warmup at least 0")
     if min(args.input_size) < 1:
         raise LeansrError("--input-size needs two positive numbers")
-    if args.device != "cpu" and not args.device.startswith("cuda"):
-        raise LeansrError(f"--device must be cpu or cuda[:N], not {args.device!r}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
+    if args.input_size[0] * args.input_size[1] > MAX_INPUT_PIXELS:
+        raise LeansrError(f"--input-size {args.input_size[0]} {args.input_size[1]} is too large to benchmark: "
+                          f"at most {MAX_INPUT_PIXELS:,} LR pixels (e.g. 2048 2048)")
+    if args.scale is not None and not 1 <= args.scale <= 16:
+        raise LeansrError(f"--scale must be between 1 and 16, not {args.scale}")
+    device = "cpu" if check_device_name(args.device) == "auto" and not torch.cuda.is_available() else args.device
+    device = "cuda" if device == "auto" else device
+    if device.startswith("cuda") and not torch.cuda.is_available():
         raise LeansrError(f"--device {args.device} asked for, but CUDA is not available here")
-    if args.dataset is not None and not args.dataset.is_dir():
-        raise LeansrError(f"--dataset {args.dataset} is not a folder")
-    threads = args.threads or _usable_cores()
-    if threads < 1:
-        raise LeansrError("--threads must be at least 1")
-    return BenchSettings(device=args.device, threads=threads, warmup=args.warmup, repeats=args.repeats,
+    check_output_path(args.output, folder=True)
+    if args.json is not None:
+        check_output_path(args.json)
+    datasets = tuple(args.dataset or ())
+    names = [d.name for d in datasets]
+    for dataset in datasets:
+        list_images(dataset)  # a folder of images, or one sentence now rather than after the timing
+    if len(set(names)) != len(names):
+        raise LeansrError(f"--dataset folders must have distinct names (they key the results): {names}")
+    count, note = capped_threads(args.threads)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    return BenchSettings(device=device, threads=count, warmup=args.warmup, repeats=args.repeats,
                          input_size=tuple(args.input_size), scale=args.scale or 4, deploy=not args.no_deploy,
-                         dataset=args.dataset)
-
-
-def _usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+                         datasets=datasets)
 
 
 def _registry_sources(patterns: list[str], scale: int) -> tuple[list[ModelSource], list[str]]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from torch import nn
 
 from leansr.checkpoint import read_state_dict, save_checkpoint
+from leansr.commands.options import add_hidden_alias, check_output_path
 from leansr.loading import load_model
 from leansr.errors import LeansrError
 from leansr.layers.fusion_check import fusion_error
@@ -32,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "-o", "--output", type=Path, required=True, metavar="OUT", help="deployed checkpoint to write"
     )
-    p.add_argument("--force", action="store_true", help="overwrite OUT if it exists (never IN)")
+    p.add_argument("--overwrite", action="store_true", help="overwrite OUT if it exists (never IN)")
+    add_hidden_alias(p, "--force", "overwrite", action="store_true")
     p.set_defaults(func=run)
 
 
@@ -40,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     source, target = args.weights, args.output
     if target.resolve() == source.resolve():
         raise LeansrError("the output must differ from the input; deploy never overwrites its input")
+    check_output_path(target)
     model = load_model(source).model
     blocks = sum(isinstance(m, Reparameterizable) for m in model.modules())
     deployed = bool(getattr(model, "deployed", False))
@@ -48,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
         hint = " (`leansr convert` re-saves it in leansr format)" if _is_foreign(source) else ""
         print(f"{source} ({model.arch}) {state}; nothing to do, {target} not written{hint}")
         return 0
-    if target.exists() and not args.force:
-        raise LeansrError(f"{target} exists; pass --force to overwrite it")
+    if target.exists() and not args.overwrite:
+        raise LeansrError(f"{target} exists; pass --overwrite to replace it")
     fused, error = fuse_checked(model)
     save_checkpoint(fused, target, extra={"deployed_from": source.name})
     print(

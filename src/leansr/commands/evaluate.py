@@ -9,13 +9,16 @@ from typing import Any
 
 from torch import nn
 
+from leansr.arm import options as arm_options
 from leansr.atomic import atomic_path
+from leansr.commands.options import add_hidden_alias, check_device_name, check_output_path
 from leansr.loading import load_model
 from leansr.errors import LeansrError
 from leansr.runtime import resolve_device
 from leansr.data.image_io import list_images
 from leansr.metrics.evaluate import evaluate_model
 from leansr.metrics.psnr_ssim import Y_CONVENTIONS
+from leansr.progress import add_quiet_flag
 from leansr.registry import create_model
 
 
@@ -35,24 +38,32 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="paired LR folder, one per --data in the same order (default: bicubic from HR)")
     p.add_argument("--y-convention", choices=Y_CONVENTIONS, default="rounded",
                    help="rounded: Y rounded to 8 bits as MATLAB on uint8 (default); float: unrounded Y")
-    p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("-o", "--output", dest="json", type=Path, metavar="FILE", help="write the results here (JSON)")
+    add_hidden_alias(p, "--json", "json", type=Path)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    add_quiet_flag(p)
+    arm_options.add_route_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     lr_dirs = _check_folders(args.data, args.lr_dir)
-    device = resolve_device(args.device)
+    if args.json is not None:
+        check_output_path(args.json)
+    device = resolve_device(check_device_name(args.device))
+    if args.scale is not None and not 1 <= args.scale <= 16:
+        raise LeansrError(f"--scale must be between 1 and 16, not {args.scale}")
     model = _build_model(args)
+    router = arm_options.make_router(args, model, args.weights)
+    runner = None if router is None else arm_options.evaluation_runner(router, official=args.route == "official")
     scale = int(model.scale)
     results: dict[str, Any] = {"model": model.arch, "scale": scale, "datasets": {}}
     print(f"{'dataset':<12} {'images':>6} {'PSNR-Y':>8} {'SSIM-Y':>7} {'PSNR-RGB':>9}")
     for hr_dir, lr_dir in zip(args.data, lr_dirs):
         r = evaluate_model(model, hr_dir, scale=scale, lr_dir=lr_dir, y_convention=args.y_convention,
-                           device=device)
-        results["datasets"][hr_dir.name] = r
-        print(f"{hr_dir.name:<12} {len(r['per_image']):>6} {r['psnr_y']:>8.4f} {r['ssim_y']:>7.4f} "
-              f"{r['psnr_rgb']:>9.4f}")
+                           device=device, quiet=args.quiet, runner=runner)
+        results["datasets"][hr_dir.name] = arm_options.with_summary(r.to_json())
+        print(f"{hr_dir.name:<12} {len(r.per_image):>6} {r.psnr_y:>8.4f} {r.ssim_y:>7.4f} {r.psnr_rgb:>9.4f}")
     if args.json:
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(results, indent=1) + "\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 from pathlib import Path
 
 from leansr.errors import LeansrError
@@ -49,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     out = trainer.train(max_steps=args.max_steps)
     if trainer.dist.is_main:
         print(f"run folder: {out}")
-    return 0
+    # Ctrl-C: the checkpoint is written, but the run did not finish; say so to scripts (SIGTERM stays 0).
+    return 130 if trainer.stop_signal == signal.SIGINT else 0
 
 
 def _split_settings(settings: list[str]) -> tuple[Path | None, list[str]]:

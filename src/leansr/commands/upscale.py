@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
+from leansr.arm import options as arm_options
 from leansr.data.image_io import WRITE_FORMATS, format_for, list_images, output_bits, read_image, write_pixels
 from leansr.engine import DEFAULT_OVERLAP, QuantizedImage, TileSettings, upscale_image_quantized
 from leansr.errors import LeansrError
@@ -65,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="output format (default: the input's)")
     p.add_argument("--recursive", action="store_true", help="search folders recursively (keeps sub-folders)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    arm_options.add_route_arguments(p, route_map=True)
     p.set_defaults(func=run)
 
 
@@ -83,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         raise LeansrError(f"--suffix {args.suffix!r} must be a plain name part (no / or ..)")
     inputs = find_images(args.inputs, recursive=args.recursive)
     descriptor = resolve_model(args.weights, args.model, args.scale)
+    routing = arm_options.routing_from_args(args, descriptor.model, args.weights)
     final_scale = args.outscale or descriptor.scale
     suffix = _default_suffix(final_scale) if args.suffix is None else args.suffix
     jobs, skipped = plan_outputs(inputs, args.output, suffix, args.format, overwrite=args.overwrite)
@@ -96,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
                             precision=precision)
     print(f"leansr: {descriptor.arch} x{descriptor.scale} ({_source(descriptor)}) on {device}, "
           f"{len(jobs)} image(s)", file=sys.stderr)
-    failures = _process(jobs, model, settings, args.outscale, args.overwrite)
+    failures = _process(jobs, model, settings, args.outscale, args.overwrite, routing)
     if args.output != STDIO:
         print(f"wrote {len(jobs) - len(failures)} image(s) to {args.output}", file=sys.stderr)
     if failures:
@@ -108,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _process(jobs: list[Job], model: ModelDescriptor, settings: TileSettings, outscale: float | None,
-             overwrite: bool) -> list[tuple[Path, str]]:
+             overwrite: bool, routing: arm_options.Routing | None = None) -> list[tuple[Path, str]]:
     """Compute each image while the previous one is written (one write in flight bounds memory)."""
     failures: list[tuple[Path, str]] = []
     pending: tuple[Job, Future] | None = None
@@ -116,7 +119,8 @@ def _process(jobs: list[Job], model: ModelDescriptor, settings: TileSettings, ou
     with ThreadPoolExecutor(max_workers=1) as writer:
         for job in tqdm(jobs, unit="img", disable=None, file=sys.stderr):
             try:
-                result = _upscale(job, model, settings, notices)
+                result = (routing.upscale(read_image(job.src), job.src, many=len(jobs) > 1) if routing
+                          else _upscale(job, model, settings, notices))
             except (LeansrError, RuntimeError, ValueError, MemoryError) as exc:
                 failures.append((job.src, _reason(exc)))
                 result = None

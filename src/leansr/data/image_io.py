@@ -28,6 +28,8 @@ WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", 
                  ".tiff": "TIFF", ".webp": "WEBP"}
 IMAGE_SUFFIXES = frozenset(WRITE_FORMATS)  # what folders are searched for, by every command
 SIXTEEN_BIT_FORMATS = {"PNG", "TIFF"}
+# Refused rather than silently cut to their first frame, as GIF is refused altogether.
+_MULTI_FRAME_FORMATS = {"PNG": "an animated PNG", "WEBP": "an animated WebP", "TIFF": "a multi-page TIFF"}
 _NO_ALPHA_FORMATS = {"JPEG", "BMP"}
 _TO_RGB_MODES = {"P": "RGB", "PA": "RGBA", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB",
                  "RGBX": "RGB", "RGBa": "RGBA", "La": "LA", "1": "L"}
@@ -160,6 +162,11 @@ def write_pixels(
 def _decode(path: Path, im: PILImage.Image) -> Image:
     if im.format not in READ_FORMATS:
         raise ImageError(f"{path} is a {im.format} image; supported: PNG, JPEG, BMP, TIFF, WebP")
+    frames = int(getattr(im, "n_frames", 1))
+    # MPO (camera JPEGs) carries a preview as a second frame: the first is the photo, so it is exempt.
+    if frames > 1 and im.format in _MULTI_FRAME_FORMATS:
+        raise ImageError(f"{path} holds {frames} frames ({_MULTI_FRAME_FORMATS[im.format]}); only single images "
+                         "are supported: extract the frames first (e.g. with ffmpeg)")
     width, height = im.size
     if width * height > MAX_PIXELS:
         raise ImageError(f"{path} is too large to decode safely ({width}x{height} pixels)")

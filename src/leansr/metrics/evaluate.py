@@ -8,8 +8,9 @@ of the scale; LR is the MATLAB-bicubic shrink of it (or a paired LR file of the 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -22,7 +23,33 @@ from leansr.color import ImageAdapter
 from leansr.engine import upscale_tensor
 from leansr.runtime import model_device
 from leansr.metrics.psnr_ssim import Y_CONVENTIONS, YConvention, psnr, ssim
+from leansr.progress import progress
 
+
+
+@dataclass(frozen=True)
+class ImageScores:
+    psnr_y: float
+    ssim_y: float
+    psnr_rgb: float
+    routing: dict[str, Any] = field(default_factory=dict)  # what a `runner` reports (ARM: routes, cost, ...)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"psnr_y": self.psnr_y, "ssim_y": self.ssim_y, "psnr_rgb": self.psnr_rgb, **self.routing}
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Means over a folder (Y-PSNR, Y-SSIM, RGB-PSNR) and the scores of each image, by file name."""
+
+    psnr_y: float
+    ssim_y: float
+    psnr_rgb: float
+    per_image: dict[str, ImageScores]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"psnr_y": self.psnr_y, "ssim_y": self.ssim_y, "psnr_rgb": self.psnr_rgb,
+                "per_image": {name: s.to_json() for name, s in self.per_image.items()}}
 
 
 def evaluate_model(
@@ -33,10 +60,15 @@ def evaluate_model(
     lr_dir: str | os.PathLike | None = None,
     y_convention: YConvention = "rounded",
     device: str | torch.device | None = None,
-) -> dict[str, Any]:
-    """Mean and per-image metrics on one folder: {"psnr_y", "ssim_y", "psnr_rgb", "per_image": {name: ...}}.
+    quiet: bool = True,
+    runner: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, dict[str, Any]]] | None = None,
+) -> EvaluationResult:
+    """Mean and per-image metrics on one folder.
 
     `device=None` runs where the model already is. The model's train/eval mode is restored afterwards.
+    `quiet=False` shows a progress bar (on a terminal). `runner(lr, hr) -> (sr_uint8, fields)` replaces the
+    plain forward (ARM routing): metrics are taken on the region its SR covers (top-left), and its fields are
+    kept as the image's `routing`.
     """
     model = getattr(model, "model", model)  # a ModelDescriptor runs its module
     if y_convention not in Y_CONVENTIONS:
@@ -49,25 +81,25 @@ def evaluate_model(
         model.to(device)
     was_training = model.training
     model.eval()
-    per_image: dict[str, dict[str, float]] = {}
-    rgb_psnrs: list[float] = []
+    per_image: dict[str, ImageScores] = {}
     try:
-        for hr_file in files:
+        for hr_file in progress(files, quiet=quiet, desc=Path(hr_dir).name, unit="img", leave=False):
             hr, lr = _load_pair(hr_file, scale, lr_dir)
-            sr = run_model_uint8(model, lr)
+            if runner is None:
+                sr, fields = run_model_uint8(model, lr), {}
+            else:
+                sr, fields = runner(lr, hr)
+                hr = hr[:sr.shape[0], :sr.shape[1]]
             if sr.shape != hr.shape:
                 raise LeansrError(f"the model made {sr.shape[:2]} from {hr_file.name}, expected {hr.shape[:2]}")
             kw = {"border": scale, "y_convention": y_convention}
-            per_image[hr_file.name] = {"psnr_y": psnr(sr, hr, **kw), "ssim_y": ssim(sr, hr, **kw)}
-            rgb_psnrs.append(psnr(sr, hr, border=scale, channels="rgb"))
+            per_image[hr_file.name] = ImageScores(psnr(sr, hr, **kw), ssim(sr, hr, **kw),
+                                                  psnr(sr, hr, border=scale, channels="rgb"), fields)
     finally:
         model.train(was_training)
-    return {
-        "psnr_y": _mean(v["psnr_y"] for v in per_image.values()),
-        "ssim_y": _mean(v["ssim_y"] for v in per_image.values()),
-        "psnr_rgb": _mean(rgb_psnrs),
-        "per_image": per_image,
-    }
+    scores = per_image.values()
+    return EvaluationResult(_mean(s.psnr_y for s in scores), _mean(s.ssim_y for s in scores),
+                            _mean(s.psnr_rgb for s in scores), per_image)
 
 
 def run_model_uint8(model: nn.Module, lr: np.ndarray) -> np.ndarray:
@@ -82,6 +114,8 @@ def run_model_uint8(model: nn.Module, lr: np.ndarray) -> np.ndarray:
 
 def _load_pair(hr_file: Path, scale: int, lr_dir: str | os.PathLike | None) -> tuple[np.ndarray, np.ndarray]:
     hr = read_rgb_uint8(hr_file)
+    if min(hr.shape[:2]) < 2 * scale:
+        raise LeansrError(f"HR image {hr_file} ({hr.shape[1]}x{hr.shape[0]}) is too small for x{scale}")
     if lr_dir is None:
         hr = mod_crop(hr, scale)
         return hr, bicubic_degrade(hr, scale)

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from leansr.atomic import atomic_path
-from leansr.errors import CheckpointError
+from leansr.errors import CheckpointError, OutputError
 
 _NAME = re.compile(r"^iter_(\d+)\.pt$")
 
@@ -30,11 +30,15 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
 
 def save_training_state(run_dir: Path, state: dict[str, Any], *, keep: int, best: bool) -> Path:
     path = checkpoint_dir(run_dir) / f"iter_{state['iteration']:08d}.pt"
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-    if best:
-        with atomic_path(checkpoint_dir(run_dir) / "best.pt") as tmp:
-            shutil.copyfile(path, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+        if best:
+            with atomic_path(checkpoint_dir(run_dir) / "best.pt") as tmp:
+                shutil.copyfile(path, tmp)
+    except (OSError, RuntimeError) as exc:  # torch reports a full disk as RuntimeError("... write failed")
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        raise OutputError(f"cannot write checkpoint {path}: {reason}") from None
     for _, old in list_checkpoints(run_dir)[: -max(keep, 1)]:
         old.unlink(missing_ok=True)
     return path

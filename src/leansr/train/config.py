@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -65,6 +66,13 @@ class DistillConfig:
 
 
 @dataclass
+class SupernetConfig:
+    # Only for ARM supernets (arm_*): which widths each step trains.
+    sampling: str = "cost2"  # cost2: one width a step, p ~ cost^2 (official) | sandwich: widest, narrowest, one more
+    distill: bool = True  # sandwich: narrower widths learn the widest one's output (in-place distillation)
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -72,6 +80,7 @@ class TrainConfig:
     stage1: StageConfig = field(default_factory=lambda: StageConfig(loss="l1", iters=1000))
     stage2: StageConfig = field(default_factory=lambda: StageConfig(loss="l2", iters=0, lr=2e-5))
     distill: DistillConfig = field(default_factory=DistillConfig)
+    supernet: SupernetConfig = field(default_factory=SupernetConfig)
     ema_decay: float = 0.999  # EMA of weights (0 = off); validation and export use the EMA weights
     amp: str = "none"  # none | bf16 | fp16 (autocast on GPU; fp16 adds a GradScaler)
     device: str = "auto"  # auto | cpu | cuda
@@ -90,9 +99,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     config = TrainConfig()
     if path is not None:
         try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise LeansrError(f"cannot read config {path}: {exc}") from None
+            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError:
+            raise LeansrError(f"config {path} is not UTF-8 text") from None
+        except OSError as exc:
+            raise LeansrError(f"cannot read config {path}: {exc.strerror or exc}") from None
+        except yaml.YAMLError as exc:
+            detail = " ".join(str(exc).split())
+            raise LeansrError(f"config {path} is not valid YAML: {detail}") from None
         if not isinstance(raw, dict):
             raise LeansrError(f"config {path} must be a mapping of sections")
         _merge(config, raw, prefix="")
@@ -151,33 +165,85 @@ def parse_value(text: str, tp: Any, key: str) -> Any:
 
 
 def validate(config: TrainConfig) -> None:
+    """Every setting checked now, with one sentence naming it, rather than hours later or never."""
     from leansr.registry import get_model_info
 
     info = get_model_info(config.model.name)
     if info.scales and config.model.scale not in info.scales:
         raise LeansrError(f"model {config.model.name} supports scales {list(info.scales)}, not {config.model.scale}")
     for name in ("stage1", "stage2"):
-        stage: StageConfig = getattr(config, name)
-        if stage.loss not in ("l1", "l2"):
-            raise LeansrError(f"{name}.loss must be l1 or l2, not {stage.loss!r}")
-        if stage.schedule not in ("multistep", "cosine", "constant"):
-            raise LeansrError(f"{name}.schedule must be multistep, cosine or constant, not {stage.schedule!r}")
-        if stage.iters < 0 or stage.warmup_iters < 0 or stage.lr <= 0:
-            raise LeansrError(f"{name}: iters and warmup_iters must be >= 0 and lr > 0")
+        _validate_stage(name, getattr(config, name))
     if config.stage1.iters + config.stage2.iters == 0:
         raise LeansrError("nothing to train: stage1.iters and stage2.iters are both 0")
     if config.amp not in ("none", "bf16", "fp16"):
         raise LeansrError(f"amp must be none, bf16 or fp16, not {config.amp!r}")
-    if config.device not in ("auto", "cpu", "cuda"):
-        raise LeansrError(f"device must be auto, cpu or cuda, not {config.device!r}")
-    if config.data.patch_size < 4 or config.data.batch_size < 1:
+    if config.device not in ("auto", "cpu", "cuda") and not _is_cuda_index(config.device):
+        raise LeansrError(f"device must be auto, cpu, cuda or cuda:N, not {config.device!r}")
+    data = config.data
+    if data.patch_size < 4 or data.batch_size < 1:
         raise LeansrError("data.patch_size must be >= 4 and data.batch_size >= 1")
     if not 0.0 <= config.distill.hr_weight <= 1.0:
         raise LeansrError("distill.hr_weight must be in [0, 1]")
-    if config.time_limit_min < 0:
+    if not (math.isfinite(config.time_limit_min) and config.time_limit_min >= 0):
         raise LeansrError("time_limit_min must be >= 0")
-    if not 0.0 <= config.ema_decay < 1.0:
+    if data.workers < 0:
+        raise LeansrError(f"data.workers must be >= 0 (0 loads in the main process), not {data.workers}")
+    if config.supernet.sampling not in ("cost2", "sandwich"):
+        raise LeansrError(f"supernet.sampling must be cost2 or sandwich, not {config.supernet.sampling!r}")
+    if not (math.isfinite(config.ema_decay) and 0.0 <= config.ema_decay < 1.0):
         raise LeansrError("ema_decay must be in [0, 1)")
+    for key in ("log_every", "checkpoint_every", "keep_checkpoints"):
+        if getattr(config, key) < 1:
+            raise LeansrError(f"{key} must be at least 1, not {getattr(config, key)}")
+    for key in ("val_every", "threads"):
+        if getattr(config, key) < 0:
+            raise LeansrError(f"{key} must be >= 0 (0 = {'only at the end' if key == 'val_every' else 'default'})")
+    _check_model_builds(config)
+
+
+def _validate_stage(name: str, stage: StageConfig) -> None:
+    if stage.loss not in ("l1", "l2"):
+        raise LeansrError(f"{name}.loss must be l1 or l2, not {stage.loss!r}")
+    if stage.schedule not in ("multistep", "cosine", "constant"):
+        raise LeansrError(f"{name}.schedule must be multistep, cosine or constant, not {stage.schedule!r}")
+    if stage.iters < 0 or stage.warmup_iters < 0:
+        raise LeansrError(f"{name}: iters and warmup_iters must be >= 0")
+    if not (math.isfinite(stage.lr) and stage.lr > 0):
+        raise LeansrError(f"{name}.lr must be a positive finite number, not {stage.lr}")
+    if len(stage.betas) != 2 or not all(math.isfinite(b) and 0.0 <= b < 1.0 for b in stage.betas):
+        raise LeansrError(f"{name}.betas must be two numbers in [0, 1), e.g. [0.9, 0.999], not {stage.betas}")
+    for key in ("weight_decay", "min_lr", "grad_clip"):
+        value = getattr(stage, key)
+        if not (math.isfinite(value) and value >= 0):
+            raise LeansrError(f"{name}.{key} must be a finite number >= 0, not {value}")
+    if not (math.isfinite(stage.gamma) and stage.gamma > 0):
+        raise LeansrError(f"{name}.gamma must be a positive finite number, not {stage.gamma}")
+    if any(m < 0 for m in stage.milestones):
+        raise LeansrError(f"{name}.milestones must be >= 0, not {stage.milestones}")
+
+
+def _is_cuda_index(device: str) -> bool:
+    prefix, _, index = device.partition(":")
+    return prefix == "cuda" and index.isdigit()
+
+
+def _check_model_builds(config: TrainConfig) -> None:
+    """Build the model on the meta device (no memory): bad model.args (e.g. an unknown activation) fail now."""
+    import torch
+
+    from leansr.registry import create_model, get_model_info
+
+    kwargs: dict[str, Any] = dict(config.model.args)
+    if "scale" in inspect.signature(get_model_info(config.model.name).constructor).parameters:
+        kwargs["scale"] = config.model.scale
+    try:
+        with torch.device("meta"):
+            create_model(config.model.name, **kwargs)
+    except LeansrError:
+        raise
+    except Exception as exc:  # the constructor's own check, e.g. "act must be one of ..."
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise LeansrError(f"model.args do not build {config.model.name}: {detail}") from None
 
 
 def to_dict(config: TrainConfig) -> dict[str, Any]:

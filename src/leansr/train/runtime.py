@@ -22,5 +22,6 @@ def install_stop_handlers(trainer: Any) -> dict[int, Any]:
         if trainer.stop_requested:
             raise KeyboardInterrupt
         trainer.stop_requested = True
+        trainer.stop_signal = signum
 
     return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 import logging
 import math
@@ -17,6 +18,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from leansr.atomic import atomic_path
 from leansr.checkpoint import read_state_dict, save_checkpoint
 from leansr.color import rgb_to_ycbcr
 from leansr.errors import LeansrError
@@ -25,12 +27,15 @@ from leansr.registry import create_model, get_model_info
 from leansr.runtime import resolve_device, threads
 from leansr.train import checkpoints
 from leansr.train.config import StageConfig, TrainConfig, save_config, to_dict
+from leansr.train import guards
 from leansr.train.data import PatchDataset, StreamSampler, collect_samples
 from leansr.train.distributed import DistInfo, barrier, broadcast_flag, cleanup, init_distributed
 from leansr.train.ema import ModelEMA
 from leansr.train.plots import plot_curves, read_log
+from leansr.train.runlock import RunLock, remove_stale_temp_files
 from leansr.train.runtime import autocast, install_stop_handlers
 from leansr.train.schedule import build_scheduler
+from leansr.train.supernet import step_widths
 
 log = logging.getLogger("leansr.train")
 
@@ -68,9 +73,8 @@ class Trainer:
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         torch.manual_seed(config.seed)
-        missing = [folder for folder in config.data.val if not Path(folder).is_dir()]
-        if missing:
-            raise LeansrError(f"validation folder {missing[0]} does not exist")
+        self.lock = RunLock(self.run_dir) if self.dist.is_main else None
+        self._check_data()
         self.model = build_model(config).to(self.device)
         self.teacher = _load_teacher(config.distill.teacher, self.device) if config.distill.teacher else None
         self.ema = ModelEMA(self.model, config.ema_decay) if config.ema_decay > 0 else None
@@ -86,17 +90,56 @@ class Trainer:
         self.elapsed_s = 0.0  # wall time over all sessions of this run
         self.stage_index = -1
         self.stop_requested = False
+        self.stop_signal: int | None = None  # the signal that asked for the stop, if one did
+        self.last_saved = 0  # iteration of the newest checkpoint written or resumed from
         self._open_stage(0)
+        self._acquire_lock()
+        try:
+            self._start(resume)
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _start(self, resume: bool) -> None:
+        if self.dist.is_main:
+            for stale in remove_stale_temp_files(self.run_dir):
+                log.info("removed %s, a temp file left by a killed run", stale)
         state = checkpoints.load_latest(self.run_dir) if resume else None
         if resume and state is None:
             raise LeansrError(f"nothing to resume: {self.run_dir} has no checkpoints")
         if state is not None:
             self._load_state(state)
+            self.last_saved = self.iteration
         if self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(config, self.run_dir / "config.yaml")
+            save_config(self.config, self.run_dir / "config.yaml")
             if resume:
                 _truncate_log(self.log_path, self.iteration)
+            else:  # a fresh run: whatever an earlier run left without a checkpoint is not continued
+                self.log_path.unlink(missing_ok=True)
+            for note in guards.settings_warnings(self.config):
+                log.warning("%s", note)
+
+    def _acquire_lock(self) -> None:
+        if self.lock is not None and not self.lock.held:
+            self.lock.acquire()
+
+    def _release_lock(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
+    def _check_data(self) -> None:
+        """Every problem with the data now, before hours of work: missing folders, unreadable images."""
+        cfg, scale = self.config.data, self.config.model.scale
+        self.samples = collect_samples(cfg.train, scale, use_prepared_lr=cfg.use_prepared_lr)
+        problems = guards.check_training_headers([s.hr for s in self.samples], cfg.patch_size * scale)
+        for problem in problems[:5]:
+            log.warning("training image %s; it will be skipped", problem)
+        if len(problems) > 5:
+            log.warning("... and %d more training images that will be skipped", len(problems) - 5)
+        if len(problems) == len(self.samples):
+            raise LeansrError(f"none of the {len(self.samples)} training images is readable and at least "
+                              f"{cfg.patch_size * scale}px on each side (data.patch_size x scale)")
+        guards.check_validation_data(cfg.val, scale)
 
     @property
     def log_path(self) -> Path:
@@ -161,22 +204,37 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
 
     def save(self, *, best: bool = False) -> None:
+        guards.check_finite(self.model, "a", self.iteration)
+        if self.ema is not None:
+            guards.check_finite(self.ema.module, "an EMA", self.iteration)
         if self.dist.is_main:
             checkpoints.save_training_state(
                 self.run_dir, self._state(), keep=self.config.keep_checkpoints, best=best
             )
+        self.last_saved = self.iteration
 
     # -- loop ----------------------------------------------------------------------------------------------
     def _loader(self) -> DataLoader:
         cfg = self.config.data
-        samples = collect_samples(cfg.train, self.config.model.scale, use_prepared_lr=cfg.use_prepared_lr)
-        dataset = PatchDataset(samples, scale=self.config.model.scale, patch_size=cfg.patch_size,
+        dataset = PatchDataset(self.samples, scale=self.config.model.scale, patch_size=cfg.patch_size,
                                flip=cfg.flip, rot90=cfg.rot90, cache=cfg.cache)
-        sampler = StreamSampler(len(samples), cfg.batch_size, seed=self.config.seed, start=self.iteration,
+        sampler = StreamSampler(len(self.samples), cfg.batch_size, seed=self.config.seed, start=self.iteration,
                                 rank=self.dist.rank, world_size=self.dist.world_size)
         return DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.workers,
                           pin_memory=self.device.type == "cuda", persistent_workers=False,
-                          prefetch_factor=4 if cfg.workers > 0 else None)
+                          prefetch_factor=4 if cfg.workers > 0 else None,
+                          worker_init_fn=guards.worker_signals if cfg.workers > 0 else None)
+
+    def summary(self, end: int) -> str:
+        """One line before the first step: what trains, where, for how long, on how much data."""
+        params = sum(p.numel() for p in self.model.parameters())
+        stages = " + ".join(f"{s.iters} {s.loss.upper()}" for s in self.stages)
+        count = torch.get_num_threads()
+        threads = f", {count} thread{'s' * (count != 1)}" if self.device.type == "cpu" else ""
+        return (f"training {self.config.model.name} x{self.config.model.scale}: {params:,} parameters on "
+                f"{self.device}{threads}; iterations {self.iteration}->{end} of {self.total_iters} ({stages}); "
+                f"{len(self.samples)} training images, batch {self.config.data.batch_size} of "
+                f"{self.config.data.patch_size}px LR patches; run folder {self.run_dir}")
 
     def train(self, max_steps: int | None = None) -> Path:
         """Train (to the end, or `max_steps` more steps) with the configured thread count, then restore it."""
@@ -188,35 +246,49 @@ class Trainer:
         from tqdm import tqdm
 
         end = self.total_iters if max_steps is None else min(self.total_iters, self.iteration + max_steps)
-        bar = tqdm(total=self.total_iters, initial=self.iteration, disable=not self.dist.is_main,
+        self._acquire_lock()
+        if self.dist.is_main:
+            log.info("%s", self.summary(end))
+        # disable=None: no bar when stderr is not a terminal (logs, CI), where it would only add noise.
+        bar = tqdm(total=self.total_iters, initial=self.iteration, disable=None if self.dist.is_main else True,
                    dynamic_ncols=True, unit="it")
         previous = install_stop_handlers(self)
         window: list[tuple[float, float]] = []
         tick = time.perf_counter()
         session_start, elapsed_before = tick, self.elapsed_s
+        stage_ends = set(itertools.accumulate(s.iters for s in self.stages))
+        eta_reported = False
         try:
             batches = iter(self._loader())
             while self.iteration < end:
-                loss, psnr = self._step(next(batches))
+                batch = guards.next_batch(batches, lambda: self.stop_requested)
+                if batch is None:
+                    return self._stop()
+                loss, psnr = self._step(batch)
+                guards.check_loss(loss, self.iteration, self.last_saved)
                 window.append((loss, psnr))
                 self.elapsed_s = elapsed_before + time.perf_counter() - session_start
                 bar.update(1)
                 if self.iteration % self.config.log_every == 0 or self.iteration == end:
                     now = time.perf_counter()
                     self._log_train(window, len(window) / (now - tick), bar)
+                    if not eta_reported and self.dist.is_main:
+                        rate = len(window) / max(now - tick, 1e-9)
+                        bar.write(f"ETA {guards.format_duration((end - self.iteration) / rate)} at {rate:.1f} it/s")
+                        eta_reported = True
                     window, tick = [], now
                 if self.config.val_every and self.iteration % self.config.val_every == 0:
                     self._validate_and_maybe_checkpoint(bar)
-                elif self.iteration % self.config.checkpoint_every == 0:
-                    self.save()
+                elif self.iteration % self.config.checkpoint_every == 0 or (
+                    self.iteration in stage_ends and self.iteration < self.total_iters
+                ):
+                    self.save()  # periodic, and at the end of every stage but the last (_finish saves that)
                 limit = self.config.time_limit_min * 60
                 if limit and time.perf_counter() - session_start > limit:
                     self.stop_requested = True
                     log.warning("time limit of %g min reached", self.config.time_limit_min)
                 if broadcast_flag(self.dist, self.stop_requested):
-                    self.save()
-                    log.warning("stopped at iteration %d; resume with --resume %s", self.iteration, self.run_dir)
-                    return self.run_dir
+                    return self._stop()
             if self.iteration >= self.total_iters:
                 self._finish(bar)
             else:
@@ -226,6 +298,12 @@ class Trainer:
             cleanup(self.dist)
             for sig, old_handler in previous.items():
                 signal.signal(sig, old_handler)
+            self._release_lock()
+        return self.run_dir
+
+    def _stop(self) -> Path:
+        self.save()
+        log.warning("stopped at iteration %d; resume with --resume %s", self.iteration, self.run_dir)
         return self.run_dir
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
@@ -236,17 +314,8 @@ class Trainer:
         if self.model.in_channels == 1:
             lr_img, hr_img = rgb_to_ycbcr(lr_img)[:, :1], rgb_to_ycbcr(hr_img)[:, :1]
         self.net.train()
-        with autocast(self.device, self.config.amp):
-            sr = self.net(lr_img)
-        sr = sr.float()
-        loss = self._loss(sr, hr_img)
-        if self.teacher is not None:
-            with torch.no_grad():
-                target = self.teacher(lr_img).float()
-            hr_weight = self.config.distill.hr_weight
-            loss = (1 - hr_weight) * self._loss(sr, target) + hr_weight * loss
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        loss, sr = self._forward_backward(lr_img, hr_img)
         if self.stage.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.stage.grad_clip)
@@ -262,6 +331,27 @@ class Trainer:
 
     def _loss(self, sr: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.l1_loss(sr, target) if self.stage.loss == "l1" else F.mse_loss(sr, target)
+
+    def _forward_backward(self, lr_img: torch.Tensor, hr_img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and SR of the step (of its widest width for supernets); gradients accumulated."""
+        widths: list[int | None] = [None]
+        if hasattr(self.model, "widths"):
+            widths = step_widths(self.model, self.config.supernet.sampling, self.config.seed, self.iteration)
+        first: tuple[torch.Tensor, torch.Tensor] | None = None
+        for width in widths:
+            with autocast(self.device, self.config.amp):
+                sr = (self.net(lr_img) if width is None else self.net(lr_img, width=width)).float()
+            target = hr_img if first is None or not self.config.supernet.distill else first[1].detach()
+            loss = self._loss(sr, target)
+            if self.teacher is not None and first is None:
+                with torch.no_grad():
+                    taught = self.teacher(lr_img).float()
+                hr_weight = self.config.distill.hr_weight
+                loss = (1 - hr_weight) * self._loss(sr, taught) + hr_weight * loss
+            self.scaler.scale(loss / len(widths)).backward()
+            if first is None:
+                first = (loss, sr)
+        return first
 
     def _log_train(self, window: list[tuple[float, float]], it_per_s: float, bar: Any) -> None:
         loss = sum(w[0] for w in window) / len(window)
@@ -284,7 +374,7 @@ class Trainer:
             self.best_psnr = max(self.best_psnr, headline)
             self._write_log({"event": "val", "iter": self.iteration, "psnr": scores, "elapsed_s": self.elapsed_s})
             bar.write(f"iter {self.iteration}: " + ", ".join(f"{k} {v:.3f} dB" for k, v in scores.items()))
-            plot_curves(self.log_path, self.run_dir / "curves.png")
+            self._plot()
         self.save(best=is_best)
         barrier(self.dist)
 
@@ -297,7 +387,7 @@ class Trainer:
         scores = {}
         for folder in self.config.data.val:
             result = evaluate_model(model, folder, scale=self.config.model.scale)
-            scores[Path(folder).name] = float(result["psnr_y"])
+            scores[Path(folder).name] = result.psnr_y
         return scores
 
     def _finish(self, bar: Any) -> None:
@@ -305,12 +395,13 @@ class Trainer:
             self._validate_and_maybe_checkpoint(bar)
         if self.dist.is_main:
             self.export()
-            plot_curves(self.log_path, self.run_dir / "curves.png")
+            self._plot()
         barrier(self.dist)
 
     def export(self) -> list[Path]:
         """`model.safetensors` (training form; EMA weights if on) and `model_fused.safetensors` if it re-parameterizes."""
         model = (self.ema.module if self.ema is not None else self.model).cpu().eval()
+        guards.check_finite(model, "an exported", self.iteration)
         extra: dict[str, Any] = {"iterations": self.iteration}
         if math.isfinite(self.best_psnr):
             extra["best_val_psnr"] = self.best_psnr
@@ -321,16 +412,21 @@ class Trainer:
         model.to(self.device)
         return written
 
+    def _plot(self) -> None:
+        switch = self.config.stage1.iters if len(self.stages) == 2 else None
+        plot_curves(self.log_path, self.run_dir / "curves.png", stage_switch=switch)
+
     def _write_log(self, record: dict[str, Any]) -> None:
         if self.dist.is_main:
             with open(self.log_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+                f.write(json.dumps(guards.json_safe(record), allow_nan=False) + "\n")
 
 
 def _truncate_log(path: Path, iteration: int) -> None:
     """Drop records a killed session wrote after the checkpoint we resume from."""
     kept = [r for r in read_log(path) if r["iter"] <= iteration]
-    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
 
 def _load_teacher(path: str, device: torch.device) -> nn.Module:

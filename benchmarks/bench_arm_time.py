@@ -1,0 +1,67 @@
+"""ARM routing in wall-clock time: routed runs against the full width on whole images, interleaved per image.
+
+For each image (MATLAB-bicubic LR of the HR folder) the full width on the whole image and each routed setting
+run alternately, `--repeats` times, best time kept, so load changes hit all alike; one thread. Reports the
+summed time ratio and the Y-PSNR change. The routed time includes scoring, planning, network and merge.
+
+    python benchmarks/bench_arm_time.py --weights ../shared/weights/chenbong-ARM-Net/arm-carn.pth \\
+        --table carn_table.json --data ../shared/data/Set14 --budgets 0.7
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from leansr.arm.budget import run_budget, run_width
+from leansr.arm.table import load_table
+from leansr.data.image_io import list_images, read_rgb_uint8
+from leansr.data.imresize import bicubic_degrade, mod_crop
+from leansr.loading import load_model
+from leansr.metrics.psnr_ssim import psnr
+
+
+def best_of(fn, repeats: int):
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", type=Path, required=True)
+    p.add_argument("--table", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--budgets", type=float, nargs="+", default=[0.7])
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    model = load_model(args.weights).model
+    table = load_table(args.table, model.arch)
+    settings = [(b, c) for b in args.budgets for c in ("macs", "time")]
+    totals = {"full": 0.0, **{s: 0.0 for s in settings}}
+    deltas: dict = {s: [] for s in settings}
+    for file in list_images(args.data):
+        hr = mod_crop(read_rgb_uint8(file), model.scale)
+        lr = bicubic_degrade(hr, model.scale)
+        t, full = best_of(lambda: run_width(model, lr, model.widths[-1]), args.repeats)
+        totals["full"] += t
+        base = psnr(full.sr.astype(np.uint8), hr, border=model.scale)
+        for b, c in settings:
+            t, routed = best_of(lambda: run_budget(model, lr, table, b, cost=c), args.repeats)
+            totals[(b, c)] += t
+            deltas[(b, c)].append(psnr(routed.sr.astype(np.uint8), hr, border=model.scale) - base)
+    for s in settings:
+        print(f"budget {s[0]} --cost {s[1]}: time {totals[s] / totals['full']:.2f} x full width, "
+              f"Y-PSNR {np.mean(deltas[s]):+.3f} dB ({args.data.name}, {len(deltas[s])} images)")
+
+
+if __name__ == "__main__":
+    main()

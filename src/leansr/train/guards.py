@@ -1,0 +1,131 @@
+"""Checks that keep a run from losing work: settings that cannot take effect, bad data found up front,
+non-finite losses or weights, data-loader failures as one line, and JSON logs that stay standard JSON."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import nn
+
+from leansr.errors import LeansrError
+from leansr.train.config import TrainConfig
+
+
+class TrainingDiverged(LeansrError):
+    """The loss or the weights stopped being finite numbers."""
+
+
+def settings_warnings(config: TrainConfig) -> list[str]:
+    """Settings that are valid but cannot do what they say in this run."""
+    total = config.stage1.iters + config.stage2.iters
+    notes = []
+    if config.checkpoint_every > total:
+        notes.append(f"checkpoint_every={config.checkpoint_every} exceeds the {total} iterations; checkpoints "
+                     "are written only at the end of each stage and when stopped")
+    if config.val_every > total:
+        notes.append(f"val_every={config.val_every} exceeds the {total} iterations; validation runs only at the end")
+    if config.log_every > total:
+        notes.append(f"log_every={config.log_every} exceeds the {total} iterations; one log line at the end")
+    for name in ("stage1", "stage2"):
+        stage = getattr(config, name)
+        if stage.iters == 0:
+            continue
+        if stage.warmup_iters >= stage.iters:
+            notes.append(f"{name}.warmup_iters={stage.warmup_iters} is not shorter than {name}.iters="
+                         f"{stage.iters}; the learning rate never reaches {name}.lr")
+        late = [m for m in stage.milestones if m >= stage.iters]
+        if stage.schedule == "multistep" and late:
+            notes.append(f"{name}.milestones {late} lie beyond the stage's {stage.iters} iterations")
+    return notes
+
+
+def check_validation_data(folders: list[str], scale: int) -> None:
+    """Decode every validation image now, not at the first validation a checkpoint interval later."""
+    from leansr.data.image_io import read_rgb_uint8
+    from leansr.metrics.evaluate import list_images
+
+    for folder in folders:
+        for path in list_images(folder):
+            height, width = read_rgb_uint8(path).shape[:2]
+            if min(height, width) < 2 * scale:
+                raise LeansrError(f"validation image {path} ({width}x{height}) is too small for x{scale}")
+
+
+def check_training_headers(paths: list[Path], min_side: int) -> list[str]:
+    """Problems found from the image headers alone (cheap even for thousands of files)."""
+    from PIL import Image, UnidentifiedImageError
+
+    problems = []
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                width, height = im.size
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+            problems.append(f"{path}: not a readable image")
+            continue
+        if min(width, height) < min_side:
+            problems.append(f"{path}: {width}x{height} is smaller than the {min_side}px HR patch")
+    return problems
+
+
+def check_finite(model: nn.Module, what: str, iteration: int) -> None:
+    for name, value in model.state_dict().items():
+        if value.dtype.is_floating_point and not bool(torch.isfinite(value).all()):
+            raise TrainingDiverged(f"training diverged by iteration {iteration}: {what} weight {name} is not "
+                                   "finite; nothing was saved from this point (lower the learning rate)")
+
+
+def check_loss(loss: float, iteration: int, last_saved: int) -> None:
+    if not math.isfinite(loss):
+        kept = f"the last good checkpoint is iteration {last_saved}" if last_saved else "no checkpoint was written"
+        raise TrainingDiverged(f"training diverged at iteration {iteration}: the loss is {loss}; {kept} "
+                               "(lower the learning rate, e.g. --resume RUN stage1.lr=...)")
+
+
+def json_safe(record: Any) -> Any:
+    """NaN/inf become null: json.dumps would write the non-standard tokens NaN and Infinity."""
+    if isinstance(record, float):
+        return record if math.isfinite(record) else None
+    if isinstance(record, dict):
+        return {k: json_safe(v) for k, v in record.items()}
+    if isinstance(record, (list, tuple)):
+        return [json_safe(v) for v in record]
+    return record
+
+
+def worker_signals(worker_id: int) -> None:
+    """DataLoader worker_init_fn. Ctrl-C and `timeout`'s SIGTERM reach the whole process group, but only the
+    main process decides how to stop (checkpoint first): a worker ignores SIGINT and leaves on SIGTERM with
+    exit status 0, which torch does not report as a crash (it would as "killed by signal")."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
+
+
+def next_batch(batches: Iterator[Any], stopping: Callable[[], bool]) -> Any:
+    """The next batch, or None when the workers left because a stop was asked for; any other error in a
+    loader worker becomes one line instead of the traceback torch embeds in the message."""
+    try:
+        return next(batches)
+    except Exception as exc:
+        if stopping():
+            return None
+        text = str(exc)
+        if "DataLoader worker" not in text and isinstance(exc, LeansrError):
+            raise
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        last = lines[-1] if lines else type(exc).__name__
+        last = last.removeprefix("leansr.errors.LeansrError: ").removeprefix("leansr.errors.ImageError: ")
+        raise LeansrError(f"loading training data failed: {last}") from None
+
+
+def format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
