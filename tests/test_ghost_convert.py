@@ -164,3 +164,13 @@ def test_official_rlfn_ntire_converts_close() -> None:
     fitted = calibration_error(model, convert(model, calibration), held_out)
     bare = calibration_error(model, convert(model, calibration, refit=False), held_out)
     assert fitted > 30 and fitted > bare + 10
+
+
+def test_pairs_are_fitted_in_execution_order() -> None:
+    """FMEN lists all ERBs before all HFABs, but runs them interleaved: fits must follow execution."""
+    from leansr.ghost.convert import _in_forward_order
+
+    model = _model("fmen_s", {"down_blocks": 2}, True)
+    order = [p["producer"] for p in _in_forward_order(model, find_pairs(model), _calibration(n=1, size=8))]
+    assert order.index("HFABs.0.squeeze") < order.index("ERBs.1.conv1.rep_conv")
+    assert order.index("ERBs.0.conv1.rep_conv") < order.index("HFABs.0.squeeze")

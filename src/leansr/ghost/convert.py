@@ -73,6 +73,7 @@ def convert(
     pairs = [p for p in find_pairs(model, trunk=trunk) if p["consumer"] is not None]
     if not pairs:
         raise LeansrError(f"{model.arch} has no convertible conv (no 3x3 conv whose output channels are free)")
+    pairs = _in_forward_order(model, pairs, calibration[:1])
     base_args = {k: v for k, v in model.hparams.items() if k != "scale"}
     ghost = create_model(
         "ghostsr", scale=model.scale, base=model.arch, base_args=base_args,
@@ -97,6 +98,27 @@ def convert(
             _refit_consumer(ghost, pair, targets, row_order, calibration, generator)
     ghost.hparams["directions"] = directions
     return ghost
+
+
+def _in_forward_order(model: nn.Module, pairs: list[Pair], x: Tensor) -> list[Pair]:
+    """Pairs sorted by when their producer runs (module order is not execution order, e.g. FMEN's ERBs and
+    HFABs interleave); each least-squares fit must see every earlier layer already converted."""
+    order: dict[str, int] = {}
+
+    def seen(path: str):  # noqa: ANN202
+        def hook(module: nn.Module, inputs: tuple, output: Tensor) -> None:
+            order.setdefault(path, len(order))
+
+        return hook
+
+    handles = [model.get_submodule(p["producer"]).register_forward_hook(seen(p["producer"])) for p in pairs]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return sorted(pairs, key=lambda p: order[p["producer"]])
 
 
 # -- weights -------------------------------------------------------------------------------------------------
