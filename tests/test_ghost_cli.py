@@ -63,3 +63,11 @@ def test_tiny_quick_run_writes_a_deployed_model_and_resumes(capsys, tmp_path, da
     assert main([*argv[:-4], "--resume", str(run_dir)]) == 2
     assert main([*argv[:-4], "--resume", str(run_dir), "--force"]) == 0
     assert "2/2 fine-tuning steps" in capsys.readouterr().out
+
+
+def test_iters_zero_writes_the_converted_model(tmp_path, data_dir, weights) -> None:
+    out = tmp_path / "converted.safetensors"
+    assert main(["ghost", "--weights", str(weights), "--data", str(data_dir), "-o", str(out), "--iters", "0"]) == 0
+    assert read_state_dict(out)[1]["extra"]["iterations"] == 0
+    assert load_model(out).arch == "ghostsr"
+

@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", choices=("quick", "full"), default="quick")
     p.add_argument("--minutes", type=float, help="wall-clock budget, conversion included (quick: default 15)")
     p.add_argument("--iters", type=int,
-                   help="fine-tuning steps (default: quick fits --minutes, full 20000); with --resume: the new total")
+                   help="fine-tuning steps (default: quick fits --minutes, full 20000; 0: convert only); "
+                   "with --resume: the new total")
     p.add_argument("--run-dir", type=Path, help="training run folder (default: OUT's name + '.run' beside it)")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run, then write OUT")
     p.add_argument("--val", nargs="*", default=[], metavar="DIR", help="HR folders scored at the end")
@@ -64,22 +65,32 @@ def run(args: argparse.Namespace) -> int:
         trainer = Trainer(config, run_dir, resume=True)
     else:
         config = _convert_and_configure(args, run_dir, wall)
+        if config is None:  # --iters 0: the converted model as it is
+            _write(args, run_dir / "converted.safetensors", (0, 0), run_dir, wall, cpu)
+            return 0
         trainer = Trainer(config, run_dir)
     trainer.train()
     if trainer.iteration < trainer.total_iters:
         trainer.export()  # stopped by the time limit: deploy what we have
-    deployed, error = finetune.deploy_ghost(run_dir / "model.safetensors", fold=args.fold)
-    wall_s, cpu_s = time.perf_counter() - wall, time.process_time() - cpu
-    extra = {"recipe": args.recipe, "iterations": trainer.iteration, "planned_iterations": trainer.total_iters,
-             "source": args.weights.name, "wall_s": round(wall_s, 1), "cpu_s": round(cpu_s, 1),
-             "fold_check_error": error}
-    finetune.write_deployed(deployed, args.output, extra)
-    print(f"wrote {args.output}: {trainer.iteration}/{trainer.total_iters} fine-tuning steps, "
-          f"{wall_s / 60:.1f} min wall, {cpu_s / 60:.1f} min CPU (all threads); run folder {run_dir}")
+    _write(args, run_dir / "model.safetensors", (trainer.iteration, trainer.total_iters), run_dir, wall, cpu)
     if trainer.iteration < trainer.total_iters:
         print(f"unfinished: continue with `leansr ghost --resume {run_dir} --weights {args.weights} "
               f"--data {' '.join(args.data)} -o {args.output} --force`")
     return 0
+
+
+def _write(args: argparse.Namespace, trained: Path, steps: tuple[int, int], run_dir: Path, wall: float,
+           cpu: float) -> None:
+    from leansr.ghost import finetune
+
+    deployed, error = finetune.deploy_ghost(trained, fold=args.fold)
+    wall_s, cpu_s = time.perf_counter() - wall, time.process_time() - cpu
+    extra = {"recipe": args.recipe, "iterations": steps[0], "planned_iterations": steps[1],
+             "source": args.weights.name, "wall_s": round(wall_s, 1), "cpu_s": round(cpu_s, 1),
+             "fold_check_error": error}
+    finetune.write_deployed(deployed, args.output, extra)
+    print(f"wrote {args.output}: {steps[0]}/{steps[1]} fine-tuning steps, "
+          f"{wall_s / 60:.1f} min wall, {cpu_s / 60:.1f} min CPU (all threads); run folder {run_dir}")
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -87,8 +98,8 @@ def _check(args: argparse.Namespace) -> None:
         raise LeansrError(f"--ratio must be in (0, 1), got {args.ratio}")
     if args.minutes is not None and not args.minutes > 0:
         raise LeansrError(f"--minutes must be > 0, got {args.minutes}")
-    if args.iters is not None and args.iters < 1:
-        raise LeansrError(f"--iters must be >= 1, got {args.iters}")
+    if args.iters is not None and args.iters < 0:
+        raise LeansrError(f"--iters must be >= 0 (0: convert only), got {args.iters}")
     if args.output.exists() and not args.force:
         raise LeansrError(f"{args.output} exists; pass --force to overwrite it")
     if args.resume is not None and not (args.resume / "config.yaml").is_file():
@@ -120,6 +131,8 @@ def _convert_and_configure(args: argparse.Namespace, run_dir: Path, start: float
     print(f"converted {original.arch}: {calibration_error(original, ghost, calibration):.2f} dB to the original "
           f"on the calibration patches, directions {ghost.hparams['directions']}")
     init = save_checkpoint(ghost, run_dir / "converted.safetensors")
+    if args.iters == 0:
+        return None
     iters = args.iters or finetune.default_iters(args.recipe)
     left = minutes - (time.perf_counter() - start) / 60 - 0.5 if minutes else 0.0  # 0.5 min: export, deploy
     if minutes and left <= 0:
