@@ -1,6 +1,7 @@
 """End to end: `leansr upscale` with default settings versus the plain way, as separate processes.
 
-The plain way is what an official test script does: load the checkpoint, run the whole image eagerly on
+`leansr upscale` runs as a user starts it (`python -m leansr`, torch's default threads: one per core). The
+plain way is what an official test script does: load the checkpoint, run the whole image eagerly on
 a contiguous NCHW tensor under `torch.no_grad()`, write the PNG with OpenCV (its default PNG level). Both
 run the same RLFN_ntire weights (../shared, else random weights of that architecture) on LR photos made
 from the first training photo, 2 threads each; the two take turns in every repeat, so load from other
@@ -33,7 +34,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 OFFICIAL = SHARED / "weights" / "bytedance-RLFN" / "rlfn_ntire_x4.pth"
 
 PLAIN = r"""
-import resource, sys, torch, cv2, numpy as np
+import sys, torch, cv2, numpy as np
 torch.set_num_threads(2)
 from leansr.checkpoint import read_state_dict
 from leansr.models.rlfn import RLFN
@@ -47,18 +48,7 @@ with torch.no_grad():
     sr = model(x)
 out = (sr[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 cv2.imwrite(sys.argv[3], np.ascontiguousarray(out[:, :, ::-1]))
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
-
-LEANSR = r"""
-import resource, sys, torch
-torch.set_num_threads(2)
-from leansr.cli import main
-code = main(["upscale", sys.argv[2], "-o", sys.argv[3], "--weights", sys.argv[1], "--overwrite"])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-sys.exit(code)
-"""
-
 
 def make_photo(size: tuple[int, int], folder: Path) -> Path:
     train = sorted(p for p in (SHARED / "data" / "train").glob("*") if p.suffix.lower() in (".png", ".jpg"))
@@ -72,14 +62,15 @@ def make_photo(size: tuple[int, int], folder: Path) -> Path:
     return path
 
 
-def timed(script: str, *args: str) -> tuple[float, float]:
+def timed(command: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (GiB) of one child process."""
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "2"})
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(child.pid, 0)
     elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        raise SystemExit(result.stderr)
-    return elapsed, int(result.stdout.split()[-1]) / 2**20
+    if status != 0:
+        raise SystemExit(child.stderr.read().decode())
+    return elapsed, usage.ru_maxrss / 2**20  # KiB -> GiB
 
 
 def main() -> None:
@@ -101,15 +92,16 @@ def main() -> None:
             times: dict[str, list[float]] = {"plain": [], "leansr": []}
             rss: dict[str, float] = {}
             for _ in range(args.repeats):
-                t, rss["plain"] = timed(PLAIN, str(weights), str(lr), str(folder / "plain.png"))
+                t, rss["plain"] = timed([sys.executable, "-c", PLAIN, str(weights), str(lr), str(folder / "p.png")])
                 times["plain"].append(t)
-                t, rss["leansr"] = timed(LEANSR, str(weights), str(lr), str(folder / "ours"))
+                t, rss["leansr"] = timed([sys.executable, "-m", "leansr", "upscale", str(lr), "-o", str(folder / "ours"),
+                                          "--weights", str(weights), "--overwrite"])
                 times["leansr"].append(t)
             plain, ours = statistics.median(times["plain"]), statistics.median(times["leansr"])
             rows.append({"size": size, "plain_s": round(plain, 2), "leansr_s": round(ours, 2),
                          "ratio": round(ours / plain, 3), "computed_pixels": round(plan.overcompute, 3),
                          "plan": f"{plan.mode}, {len(plan.windows)} window(s)",
-                         "rss_plain_gib": round(rss["plain"] / 1024, 2), "rss_leansr_gib": round(rss["leansr"] / 1024, 2)})
+                         "rss_plain_gib": round(rss["plain"], 2), "rss_leansr_gib": round(rss["leansr"], 2)})
             print(json.dumps(rows[-1]), flush=True)
     print("| LR size | plain (s) | leansr upscale (s) | ratio | pixels computed | plan | peak RSS plain / leansr (GiB) |")
     print("|---|---|---|---|---|---|---|")

@@ -176,3 +176,18 @@ def test_evaluate_json_on_a_full_disk(tmp_path, monkeypatch, capsys):
     assert main(["evaluate", "--model", "bicubic", "--scale", "2", "--data", str(data), "-o", str(out / "r.json")]) == 1
     assert "No space left on device" in capsys.readouterr().err
     assert list(out.iterdir()) == []
+
+
+def test_shell_runs_restart_once_with_huge_page_malloc(monkeypatch):
+    from leansr import cli
+
+    calls = []
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    monkeypatch.delenv("LEANSR_NO_HUGE_PAGES", raising=False)
+    monkeypatch.setattr(cli.os, "execv", lambda exe, args: calls.append(args))
+    monkeypatch.setattr(cli.sys, "platform", "linux")
+    cli._restart_with_huge_pages(["list"])
+    assert calls and calls[0][1:] == ["-m", "leansr", "list"]
+    assert cli.os.environ["GLIBC_TUNABLES"] == cli.HUGE_PAGES
+    cli._restart_with_huge_pages(["list"])  # the re-run sees the variable: no second restart
+    assert len(calls) == 1

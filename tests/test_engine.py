@@ -139,6 +139,8 @@ def test_rlfn_ntire_default_settings_equal_whole_image_on_a_photo() -> None:
     from leansr.engine import upscale_image_quantized
 
     d = load_model(shared_path("weights", "bytedance-RLFN", "rlfn_ntire_x4.pth"))
+    plan, _ = plan_for(d, torch.zeros(1, 3, 576, 720), TileSettings(), torch.device("cpu"), "fp32")
+    assert plan.mode == "whole"  # a 720x576 photo fits the default budget: never cut by default
     image = read_image(shared_path("data", "train", sorted(p.name for p in shared_path("data", "train").iterdir()
                                                               if p.suffix.lower() in (".png", ".jpg"))[0]))
     image.pixels = np.ascontiguousarray(image.pixels[:144, :180])  # a 180x144 crop keeps the test fast

@@ -16,7 +16,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import leansr
 from leansr import cli
-import leansr.layers.kernel_basis  # noqa: F401  (not used by any model yet; import so it is discovered)
 from leansr.layers import Reparameterizable, is_reparameterized
 from leansr.layers.acb import ACB
 from leansr.layers.conv_bn import ConvBN
@@ -97,6 +96,7 @@ BLOCK_EXAMPLES: dict[str, list[Example]] = {
         lambda: (KernelBasisConv2d(4, 6, 3, stages=(3,)), 4),
         lambda: (KernelBasisConv2d(4, 6, 1, stages=(2, 2), bias=False), 4),
         _grown_kernel_basis,
+        lambda: (KernelBasisConv2d(6, 12, 3, stages=(3, 2), groups=3, init="xavier"), 6),
     ],
     **_fmen_examples(),
     **_ghost_examples(),
@@ -202,7 +202,7 @@ REPARAM_MODELS = _reparam_models()
 
 
 def test_reparam_models_are_discovered() -> None:
-    assert {"ecbsr_m4c8", "ecbsr_m16c64", "imdn_acb"} <= set(REPARAM_MODELS)
+    assert {"ecbsr_m4c8", "ecbsr_m16c64", "imdn_acb", "fimdn", "imdn_kb"} <= set(REPARAM_MODELS)
 
 
 @pytest.mark.parametrize("name", REPARAM_MODELS)

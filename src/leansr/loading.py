@@ -17,7 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from leansr.checkpoint import StateDict, read_state_dict
-from leansr.context import Context
+from leansr.context import GLOBAL, Context
+from leansr.deploy.onnx_model import is_onnx_file, load_onnx_model
 from leansr.errors import CheckpointError, LeansrError
 from leansr.layers.reparam import reparameterize_model
 from leansr.models._layout import Detection
@@ -80,9 +81,15 @@ class ModelDescriptor:
 
 
 def load_model(
-    checkpoint: str | os.PathLike | Mapping[str, Tensor], *, device: str | torch.device = "cpu"
+    checkpoint: str | os.PathLike | Mapping[str, Tensor], *, device: str | torch.device = "cpu",
+    scale: int | None = None,
 ) -> ModelDescriptor:
-    """Build the model a checkpoint describes (the file name is ignored) and load its weights; eval mode."""
+    """Build the model a checkpoint describes (the file name is ignored) and load its weights; eval mode.
+
+    A `.onnx` file runs in onnxruntime instead; `scale` is needed only for ONNX files not made by leansr.
+    """
+    if not isinstance(checkpoint, Mapping) and is_onnx_file(checkpoint):  # leansr export/quantize output
+        return _onnx_descriptor(checkpoint, scale)
     if isinstance(checkpoint, Mapping):
         state_dict, meta, origin = dict(checkpoint), None, Source(None, "state dict")
     else:
@@ -99,6 +106,19 @@ def load_model(
     model = _build(arch, hparams, deployed, state_dict, name)
     source = Source(origin.path, origin.format, layout or ("leansr" if meta is not None else ""))
     return ModelDescriptor.of(model.to(device).eval(), source=source, notes=tuple(notes))
+
+
+def _onnx_descriptor(path: str | os.PathLike, scale: int | None) -> ModelDescriptor:
+    model = load_onnx_model(path, scale=scale)
+    try:
+        context = model_context(model.arch, model.hparams)
+    except LeansrError:  # a foreign file: nothing known about its receptive field
+        context = GLOBAL
+    return ModelDescriptor(
+        model=model, arch=model.arch, scale=model.scale, in_channels=model.in_channels,
+        out_channels=model.out_channels, input_range=1.0, hparams=model.hparams, deployed=True,
+        source=Source(str(path), "onnx", model.precision), context=context,
+    )
 
 
 def load_detected(detection: Detection, *, device: str | torch.device = "cpu") -> ModelDescriptor:
@@ -188,7 +208,7 @@ def resolve_model(
     if weights is not None and model_name is not None:
         raise LeansrError("give either --weights or --model, not both")
     if weights is not None:
-        descriptor = load_model(weights)
+        descriptor = load_model(weights, scale=scale)
         if scale is not None and scale != descriptor.scale:
             raise LeansrError(f"{weights} is an x{descriptor.scale} model, which conflicts with --scale {scale}")
         return descriptor

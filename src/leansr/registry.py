@@ -17,7 +17,10 @@ from torch import nn
 
 from leansr.context import GLOBAL, Context, approximate, local
 from leansr.errors import CheckpointError, LeansrError
-from leansr.models import arm, bicubic, ecbsr, edsr, fmen, ghostsr, imdn, imdn_acb, msrresnet, pan, rfdn, rlfn
+from leansr.models import (
+    arm, bicubic, ecbsr, edsr, fimdn, fmen, ghostsr, imdn, imdn_acb, imdn_kb, latticenet, msrresnet, pan, rfdn,
+    rlfn,
+)
 from leansr.models._layout import Detection, Detector, StateDict
 
 ContextRule = Callable[[Mapping[str, Any]], Context]
@@ -85,6 +88,12 @@ _FAMILIES: tuple[Family, ...] = (
         "imdn_aim2019": Preset(checkpoints=("imdn_baseline.pth",)),
     }, _rule(local, lambda hp: 4 * hp["num_blocks"] + 3), (imdn.detect_imdn_aim2019,)),
     Family("imdn_acb", imdn_acb.IMDNACB, {"imdn_acb": Preset()}, lambda hp: GLOBAL),
+    # AIM 2020: FIMDN (six 3x3 units a block), UESTC-MediaLab's IMDN (one grouped 3x3 per stage, no attention),
+    # LatticeNet (combination coefficients pool the whole map).
+    Family("fimdn", fimdn.FIMDN, {"fimdn": Preset()}, _rule(local, lambda hp: 6 * hp["num_blocks"] + 3)),
+    Family("imdn_kb", imdn_kb.IMDNKernelBasis, {"imdn_kb": Preset()},
+           _rule(local, lambda hp: 4 * hp["num_blocks"] + 3)),
+    Family("latticenet", latticenet.LatticeNet, {"latticenet": Preset()}, lambda hp: GLOBAL),
     Family("rfdn", rfdn.RFDN, {
         "rfdn": Preset(),
         "rfdn_e": Preset({"channels": 50, "num_blocks": 4, "img_range": 255.0}, ("RFDN_AIM.pth",)),

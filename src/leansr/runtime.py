@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import sys
+import time
 from typing import Iterator, Literal
 
 import torch
 from torch import Tensor, nn
 
+from leansr.deploy.compile_cache import enable_persistent_cache
 from leansr.errors import LeansrError
 
 Precision = Literal["fp32", "fp16", "bf16"]
@@ -89,8 +90,7 @@ def tune_allocator() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL("libc.so.6").mallopt  # glibc's soname; find_library would spawn ldconfig
     except (OSError, AttributeError):
         return False
     m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
@@ -123,13 +123,21 @@ class CompiledModel(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+        self.cache_dir = enable_persistent_cache()  # kernels kept between runs
         self.compiled = torch.compile(model)
+        self.warmup_s, self.shapes = 0.0, set()  # first call of each input shape: compile (or cache load) + run
 
     def forward(self, x: Tensor) -> Tensor:
+        first = tuple(x.shape) not in self.shapes
+        start = time.perf_counter()
         # Freezing is a global inductor setting that `torch.compile(options=...)` does not pass on; it is read
         # whenever a new input shape compiles.
         with torch._inductor.config.patch(freezing=True):
-            return self.compiled(x)
+            out = self.compiled(x)
+        if first:
+            self.shapes.add(tuple(x.shape))
+            self.warmup_s += time.perf_counter() - start
+        return out
 
     def __getattr__(self, name: str):
         try:

@@ -58,11 +58,13 @@ def _storage_bytes(tensors: Iterable[Tensor]) -> int:
     return sum(seen.values())
 
 
-class LiveStorageTracker(LeafOpMode):
-    """Running and peak bytes of the storages that ops allocated and that some tensor still views."""
+class StorageLedger:
+    """Running and peak bytes of the storages that ops returned and that some tracked tensor still views.
+
+    Shared by the dispatch-level tracker below and the engine's lighter torch-function-level one.
+    """
 
     def __init__(self, resident: Iterable[Tensor]) -> None:
-        super().__init__()
         self._resident = {t.untyped_storage().data_ptr() for t in resident}
         self._views: dict[int, int] = {}  # storage address -> live tensors viewing it
         self._sizes: dict[int, int] = {}
@@ -70,7 +72,7 @@ class LiveStorageTracker(LeafOpMode):
         self.live = 0
         self.peak = 0
 
-    def observe(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    def track_all(self, out: Any) -> None:
         for t in tree_leaves(out):
             if isinstance(t, Tensor) and id(t) not in self._tracked:
                 self._track(t)
@@ -78,7 +80,7 @@ class LiveStorageTracker(LeafOpMode):
     def _track(self, t: Tensor) -> None:
         storage = t.untyped_storage()
         address = storage.data_ptr()
-        if address in self._resident or storage.nbytes() == 0:
+        if address in self._resident or storage.nbytes() == 0 or t.device.type == "meta":
             return
         self._tracked.add(id(t))
         weakref.finalize(t, self._release, id(t), address)
@@ -95,3 +97,18 @@ class LiveStorageTracker(LeafOpMode):
         if self._views[address] == 0:
             del self._views[address]
             self.live -= self._sizes.pop(address)
+
+
+class LiveStorageTracker(LeafOpMode):
+    """The ledger fed by every leaf aten op (decomposed composites included)."""
+
+    def __init__(self, resident: Iterable[Tensor]) -> None:
+        super().__init__()
+        self.ledger = StorageLedger(resident)
+
+    @property
+    def peak(self) -> int:
+        return self.ledger.peak
+
+    def observe(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+        self.ledger.track_all(out)

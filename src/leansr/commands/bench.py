@@ -160,11 +160,11 @@ def _weight_sources(paths: list[Path], scale: int | None) -> tuple[list[ModelSou
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise LeansrError(f"no such checkpoint: {', '.join(missing)}")
-    return [(_unique_stem(p, paths), _loader(p)) for p in paths], []
+    return [(_unique_stem(p, paths), _loader(p, scale)) for p in paths], []
 
 
-def _loader(path: Path) -> Callable[[], nn.Module]:
-    return lambda: load_model(path).model
+def _loader(path: Path, scale: int | None) -> Callable[[], nn.Module]:
+    return lambda: load_model(path, scale=scale).model  # scale: read only by ONNX files without leansr metadata
 
 
 def _unique_stem(path: Path, paths: list[Path]) -> str:

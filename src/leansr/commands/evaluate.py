@@ -88,7 +88,7 @@ def _check_folders(data: list[Path], lr_dirs: list[Path] | None) -> list[Path | 
 
 def _build_model(args: argparse.Namespace) -> nn.Module:
     if args.weights is not None:
-        model = load_model(args.weights).model
+        model = load_model(args.weights, scale=args.scale).model
         if args.scale is not None and args.scale != model.scale:
             raise LeansrError(f"{args.weights} is a x{model.scale} model, not x{args.scale}")
         return model

@@ -8,6 +8,7 @@ each other's results; outputs already present are skipped, so a re-run finishes 
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import re
 import shutil
@@ -24,7 +25,7 @@ from leansr.data.image_io import WRITE_FORMATS, format_for, list_images, output_
 from leansr.engine import DEFAULT_OVERLAP, QuantizedImage, TileSettings, upscale_image_quantized
 from leansr.errors import LeansrError
 from leansr.loading import ModelDescriptor, resolve_model
-from leansr.runtime import PRECISIONS, prepare_for_inference, resolve_device, resolve_precision
+from leansr.runtime import PRECISIONS, CompiledModel, prepare_for_inference, resolve_device, resolve_precision
 
 STDIO = Path("-")
 
@@ -59,7 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
                    help="compute precision (fp16 on CPU runs fp32: it is slower there)")
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the model first: about 1.8x faster on CPU after a warm-up of seconds "
+                   help="torch.compile the model first (kernels cached on disk, warm-up reported): about 1.8x "
+                   "faster on CPU after a warm-up of seconds "
                    "to a minute; pays off for large images and batches")
     p.add_argument("--suffix", help="added to each output's file name (default: _x<scale>)")
     p.add_argument("--format", "--ext", dest="format", choices=sorted(s[1:] for s in WRITE_FORMATS),
@@ -93,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"leansr: {skipped} done already; --overwrite to redo", file=sys.stderr)
     if not jobs:
         return 0
+    if args.compile and descriptor.source.format == "onnx":
+        raise LeansrError(f"--compile applies to PyTorch models; {args.weights} runs in onnxruntime")
     model = dataclasses.replace(
         descriptor, model=prepare_for_inference(descriptor.model, device, compiled=args.compile))
     settings = TileSettings(tile=args.tile, overlap=args.tile_overlap, max_memory=args.max_memory,
@@ -102,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
     failures = _process(jobs, model, settings, args.outscale, args.overwrite, routing)
     if args.output != STDIO:
         print(f"wrote {len(jobs) - len(failures)} image(s) to {args.output}", file=sys.stderr)
+    if isinstance(model.model, CompiledModel):
+        print(f"leansr: compile warm-up {model.model.warmup_s:.1f} s for {len(model.model.shapes)} input "
+              f"shape(s), kernels cached in {model.model.cache_dir}", file=sys.stderr)
     if failures:
         print(f"leansr: {len(failures)} of {len(jobs)} image(s) failed:", file=sys.stderr)
         for src, reason in failures:
@@ -168,7 +175,7 @@ def _collect(pending: tuple[Job, Future], failures: list[tuple[Path, str]]) -> N
 
 def _write_stdout(data, result: QuantizedImage, job: Job) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"out{job.src.suffix if job.src != STDIO else '.png'}"
+        path = Path(folder) / "out.png"  # a pipe gets PNG: lossless, and what the bit depth was planned for
         write_pixels(path, data, colour=result.colour, icc_profile=result.source.icc_profile)
         sys.stdout.buffer.write(path.read_bytes())
         sys.stdout.buffer.flush()
@@ -184,8 +191,6 @@ def _stdin_file() -> Path:
         path = folder / "stdin"
         with open(path, "wb") as f:
             shutil.copyfileobj(sys.stdin.buffer, f)
-        import atexit
-
         atexit.register(shutil.rmtree, folder, True)
         _STDIN_COPY.append(path)
     return _STDIN_COPY[0]

@@ -3,6 +3,10 @@
 Fully convolutional SR models need memory linear in the pixels they see, so two tracked forwards (CPU:
 live tensor storage; CUDA: the allocator's peak) at small sizes give the intercept and slope. The
 estimate then decides whether a whole image fits the budget, and how large tiles may be.
+
+On CPU the tracking is a `TorchFunctionMode` (every torch function's output storage counted until its last
+tensor dies): unlike `leansr bench`'s dispatch-level tracker it needs no torch._dynamo import, which costs
+about 2 s on first use — too much for a command-line run of one photo.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ from typing import Callable
 
 import torch
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
-from leansr.bench.memory import LiveStorageTracker
+from leansr.bench.memory import StorageLedger
 from leansr.runtime import Precision, autocast
 
 PROBE_SIZES = (64, 128)
-SAFETY = 1.25  # kernel scratch space and allocator slack the tracker does not see
+SAFETY = 1.4  # kernel scratch space, allocator slack and in-kernel temporaries the tracker does not see (RLFN: 16%)
 _CACHE: "weakref.WeakKeyDictionary[nn.Module, dict[tuple, MemoryProfile]]" = weakref.WeakKeyDictionary()
 
 
@@ -63,8 +68,25 @@ def _peak(model: Callable[[Tensor], Tensor], channels: int, size: int, device: t
             del out
             return int(torch.cuda.max_memory_allocated(device) - base)
         gc.collect()
-        tracker = LiveStorageTracker([x])
+        tracker = _LiveStorage(x)
         with tracker:
             out = model(x)
         del out
         return int(tracker.peak)
+
+
+class _LiveStorage(TorchFunctionMode):
+    """The storage ledger fed by every torch function's outputs."""
+
+    def __init__(self, resident: Tensor) -> None:
+        super().__init__()
+        self.ledger = StorageLedger([resident])
+
+    @property
+    def peak(self) -> int:
+        return self.ledger.peak
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.ledger.track_all(out)
+        return out

@@ -57,6 +57,24 @@ class StageConfig:
     gamma: float = 0.5  # multistep decay factor
     min_lr: float = 1e-7  # cosine floor
     grad_clip: float = 0.0  # max global grad norm (0 = off)
+    # Fuse the re-parameterizable blocks (ACB, ECB, kernel bases, ...) before this stage and train the plain
+    # network from then on (FIMDN: AC training, then fine-tune the fused 3x3 network).
+    reparameterize: bool = False
+
+
+@dataclass
+class BasisStageConfig:
+    bases: int = 0  # first stage only: basis kernels each kernel-basis conv starts with (N0)
+    add_bases: int = 0  # later stages: new Xavier-uniform bases per conv; all then re-weighted 1/N_t
+    iters: int = 0  # optimizer steps of this stage
+
+
+@dataclass
+class KernelBasisConfig:
+    # The kernel-basis schedule (AIM 2020, UESTC-MediaLab), for models with a `basis_stages` argument:
+    # e.g. [{bases: 3, iters: 1000}, {add_bases: 2, iters: 500}]. It replaces stage1.iters: each basis stage
+    # trains with stage1's loss, fresh Adam and schedule over its own iters; stage2 follows. Empty = off.
+    stages: list[BasisStageConfig] = field(default_factory=list)
 
 
 @dataclass
@@ -81,6 +99,7 @@ class TrainConfig:
     stage2: StageConfig = field(default_factory=lambda: StageConfig(loss="l2", iters=0, lr=2e-5))
     distill: DistillConfig = field(default_factory=DistillConfig)
     supernet: SupernetConfig = field(default_factory=SupernetConfig)
+    kernel_basis: KernelBasisConfig = field(default_factory=KernelBasisConfig)
     ema_decay: float = 0.999  # EMA of weights (0 = off); validation and export use the EMA weights
     amp: str = "none"  # none | bf16 | fp16 (autocast on GPU; fp16 adds a GradScaler)
     device: str = "auto"  # auto | cpu | cuda
@@ -173,6 +192,7 @@ def validate(config: TrainConfig) -> None:
         raise LeansrError(f"model {config.model.name} supports scales {list(info.scales)}, not {config.model.scale}")
     for name in ("stage1", "stage2"):
         _validate_stage(name, getattr(config, name))
+    _validate_kernel_basis(config)
     if config.stage1.iters + config.stage2.iters == 0:
         raise LeansrError("nothing to train: stage1.iters and stage2.iters are both 0")
     if config.amp not in ("none", "bf16", "fp16"):
@@ -246,6 +266,31 @@ def _check_model_builds(config: TrainConfig) -> None:
         raise LeansrError(f"model.args do not build {config.model.name}: {detail}") from None
 
 
+def _validate_kernel_basis(config: TrainConfig) -> None:
+    """Check `kernel_basis.stages`; record N0 in `model.args.basis_stages` and the total in `stage1.iters`."""
+    stages = config.kernel_basis.stages
+    if not stages:
+        return
+    if stages[0].bases < 1 or stages[0].add_bases:
+        raise LeansrError("kernel_basis.stages[0] must set bases >= 1 (the starting number) and no add_bases")
+    for i, stage in enumerate(stages[1:], start=1):
+        if stage.add_bases < 1 or stage.bases:
+            raise LeansrError(f"kernel_basis.stages[{i}] must set add_bases >= 1 and no bases")
+    if min(stage.iters for stage in stages) < 1:
+        raise LeansrError("every kernel_basis stage needs iters >= 1")
+    if config.model.train_fused:
+        raise LeansrError("model.train_fused=true trains no kernel bases; it cannot follow kernel_basis.stages")
+    from leansr.registry import get_model_info
+
+    if "basis_stages" not in inspect.signature(get_model_info(config.model.name).constructor).parameters:
+        raise LeansrError(f"model {config.model.name} has no kernel-basis convolutions (no basis_stages argument)")
+    start = [stages[0].bases]
+    if config.model.args.get("basis_stages") not in (None, start):
+        raise LeansrError(f"model.args.basis_stages must be {start} (kernel_basis.stages[0].bases) or unset")
+    config.model.args["basis_stages"] = start
+    config.stage1.iters = sum(stage.iters for stage in stages)
+
+
 def to_dict(config: TrainConfig) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
@@ -275,6 +320,12 @@ def _merge(target: Any, raw: dict[str, Any], prefix: str) -> None:
 def _check_yaml_value(value: Any, tp: Any, key: str) -> Any:
     """YAML already typed the value; accept it if it fits the field (ints are fine for floats)."""
     origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise LeansrError(f"{key} expects a mapping, got {value!r}")
+        item = tp()
+        _merge(item, value, prefix=f"{key}.")
+        return item
     if origin is list:
         (item_type,) = typing.get_args(tp)
         items = value if isinstance(value, list) else [value]

@@ -25,7 +25,8 @@ from leansr.errors import LeansrError
 from leansr.layers.reparam import is_reparameterized, reparameterize_model
 from leansr.registry import create_model, get_model_info
 from leansr.runtime import resolve_device, threads
-from leansr.train import checkpoints
+from leansr.train import checkpoints, transitions
+from leansr.train.basis_schedule import training_stages
 from leansr.train.config import StageConfig, TrainConfig, save_config, to_dict
 from leansr.train import guards
 from leansr.train.data import PatchDataset, StreamSampler, collect_samples
@@ -82,7 +83,8 @@ class Trainer:
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)
-        self.stages = [s for s in (config.stage1, config.stage2) if s.iters > 0]
+        self.stages = training_stages(config)
+        transitions.check_supported(config, self.stages, self.dist.enabled)
         self.total_iters = sum(s.iters for s in self.stages)
         self.scaler = torch.amp.GradScaler("cuda", enabled=config.amp == "fp16" and self.device.type == "cuda")
         self.iteration = 0
@@ -158,6 +160,8 @@ class Trainer:
     def _open_stage(self, index: int) -> None:
         """A fresh Adam and schedule per stage, as the challenge recipes restart for the L2 fine-tune."""
         stage: StageConfig = self.stages[index]
+        transitions.prepare_stage([self.model, *([self.ema.module] if self.ema else [])], self.config,
+                                  self.stages, index)
         self.stage_index = index
         self.stage = stage
         self.optimizer = torch.optim.Adam(
@@ -188,10 +192,10 @@ class Trainer:
         return state
 
     def _load_state(self, state: dict[str, Any]) -> None:
+        if int(state["stage_index"]) != self.stage_index:
+            self._open_stage(int(state["stage_index"]))  # first: the stage may grow or fuse the model
         self.model.load_state_dict(state["model"])
         self.iteration = int(state["iteration"])
-        if int(state["stage_index"]) != self.stage_index:
-            self._open_stage(int(state["stage_index"]))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])

@@ -1,0 +1,1 @@
+"""Deployment outside PyTorch's training stack: ONNX export (verified), onnxruntime execution, int8."""
