@@ -18,6 +18,8 @@ from leansr.registry import get_model_info, model_context
 
 GRAY_LEVEL = 1 / 255
 LOCAL_MODELS = [n for n in list_models() if model_context(n, {}).kind == "local"]
+# Forced tiling needs tiles plus halos smaller than the 160-px photo (the 32-block EDSR's radius is 68).
+TILEABLE_MODELS = [n for n in LOCAL_MODELS if model_context(n, {}).radius < 56]
 
 
 def _small(name: str) -> torch.nn.Module:
@@ -35,7 +37,7 @@ def _photo(height: int, width: int, channels: int) -> torch.Tensor:
     return x[:, :1].contiguous() if channels == 1 else x
 
 
-@pytest.mark.parametrize("name", LOCAL_MODELS)
+@pytest.mark.parametrize("name", TILEABLE_MODELS)
 def test_forced_small_tiles_equal_untiled_for_every_local_model(name: str) -> None:
     model = _small(name)
     x = _photo(160, 150, model.in_channels)

@@ -44,6 +44,38 @@ def _fmen_examples() -> dict[str, list[Example]]:
     }
 
 
+def _ghost_examples() -> dict[str, list[Example]]:
+    from leansr.layers.ghost import GhostConv, GhostFedConv
+
+    class FoldChain(Reparameterizable):
+        """A folded shift exists only between a producer and its consumer, so they fuse together."""
+
+        def __init__(self, direction: int, fed: bool) -> None:
+            super().__init__()
+            self.producer = GhostConv(4, 6, direction=direction, selection="fixed")
+            self.producer.fold_output = True
+            if fed:
+                self.consumer: nn.Module = GhostFedConv(6, 5, intrinsic=3, direction=direction)
+            else:
+                self.consumer = GhostConv(6, 8, direction=2, selection="fixed")
+                self.consumer.fold_input = (3, direction)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.consumer(torch.relu(self.producer(x)))
+
+        def fuse(self) -> nn.Module:
+            return nn.Sequential(self.producer.fuse(), nn.ReLU(), self.consumer.fuse())
+
+    return {
+        "leansr.layers.ghost.GhostConv": [
+            lambda: (GhostConv(4, 6), 4),
+            lambda: (GhostConv(4, 7, ratio=0.3, per_channel=True), 4),
+            lambda: (FoldChain(5, fed=False), 4),
+        ],
+        "leansr.layers.ghost.GhostFedConv": [lambda d=d: (FoldChain(d, fed=True), 4) for d in (1, 4, 5)],
+    }
+
+
 BLOCK_EXAMPLES: dict[str, list[Example]] = {
     "leansr.layers.ecb.ECB": [
         lambda: (ECB(3, 5), 3),
@@ -67,6 +99,7 @@ BLOCK_EXAMPLES: dict[str, list[Example]] = {
         lambda: (KernelBasisConv2d(6, 12, 3, stages=(3, 2), groups=3, init="xavier"), 6),
     ],
     **_fmen_examples(),
+    **_ghost_examples(),
 }
 
 

@@ -179,6 +179,8 @@ def _checked_meta(meta: Any, path: Path) -> dict[str, Any]:
 def _plain_value(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return all(_plain_value(v) for v in value)
+    if isinstance(value, dict):  # e.g. ghostsr's base-model arguments and converted-conv pairs
+        return all(isinstance(k, str) and _plain_value(v) for k, v in value.items())
     return value is None or isinstance(value, (bool, int, float, str))
 
 

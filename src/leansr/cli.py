@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("bench", "params, MACs, activations, #conv, memory, runtime (and PSNR) per model"),
     "evaluate": ("evaluate", "PSNR/SSIM (Y, BT.601) on HR folders, LR made by MATLAB-style bicubic"),
     "upscale": ("upscale", "super-resolve images (files or folders) into an output folder"),
+    "ghost": ("ghost", "convert a model to GhostSR (shift ghost features) and fine-tune it by distillation"),
     "arm": ("arm", "ARM supernets: calibrate the edge-to-quality routing table"),
 }
 

@@ -18,7 +18,8 @@ from torch import nn
 from leansr.context import GLOBAL, Context, approximate, local
 from leansr.errors import CheckpointError, LeansrError
 from leansr.models import (
-    arm, bicubic, ecbsr, fimdn, fmen, imdn, imdn_acb, imdn_kb, latticenet, msrresnet, pan, rfdn, rlfn,
+    arm, bicubic, ecbsr, edsr, fimdn, fmen, ghostsr, imdn, imdn_acb, imdn_kb, latticenet, msrresnet, pan, rfdn,
+    rlfn,
 )
 from leansr.models._layout import Detection, Detector, StateDict
 
@@ -113,6 +114,10 @@ _FAMILIES: tuple[Family, ...] = (
     }, _rule(local, lambda hp: 6 + 2 * hp["warmup_erbs"] + hp["down_blocks"] * (4 + 2 * hp["attention_erbs"])),
         (fmen.detect_fmen,)),
     Family("bicubic", bicubic.Bicubic, {"bicubic": Preset()}, lambda hp: local(2)),
+    Family("edsr", edsr.EDSR, {  # head 1 + 2 a block + body end 1 + upsampler and tail (< 2 LR px)
+        "edsr_baseline": Preset(), "edsr": Preset({"channels": 256, "num_blocks": 32, "res_scale": 0.1}),
+    }, _rule(local, lambda hp: 2 * hp["num_blocks"] + 4), (edsr.detect_edsr,)),
+    Family("ghostsr", ghostsr.ghostsr, {"ghostsr": Preset()}, ghostsr.ghost_context),
     # ARM supernets (slimmable; width 0 = bicubic); radii are those of the full width.
     Family("arm_fsrcnn", arm.ARMFSRCNN, {"arm_fsrcnn": Preset(checkpoints=("arm-fsrcnn.pth",))},
            _rule(local, lambda hp: hp["mapping"] + 5), (arm.detect_arm_fsrcnn,)),
@@ -234,6 +239,10 @@ def detect(state_dict: StateDict) -> Detection:
             f"known layouts: {', '.join(sorted({f.name for f in _DETECTORS.values()}))}"
         )
     raise CheckpointError(f"ambiguous checkpoint layout: matches {', '.join(f.name for f, _ in found)}")
+
+
+ghostsr.bind_registry(create_model=create_model, constructor_of=lambda name: get_model_info(name).constructor,
+                      model_context=model_context)
 
 
 def _strip_prefix(state_dict: StateDict, prefix: str) -> StateDict:

@@ -28,6 +28,7 @@ class ModelConfig:
     # Re-parameterizable models train in their branched form; true trains the fused (plain) form directly,
     # several times faster on CPU at some cost in accuracy. The exported model is the same either way.
     train_fused: bool = False
+    init: str = ""  # checkpoint whose weights start the run (fine-tuning); "" = random initialisation
 
 
 @dataclass
@@ -77,6 +78,12 @@ class KernelBasisConfig:
 
 
 @dataclass
+class DistillConfig:
+    teacher: str = ""  # checkpoint whose outputs on the LR patches are targets ("" = train on HR only)
+    hr_weight: float = 0.0  # with a teacher: loss = (1 - hr_weight) * loss(teacher) + hr_weight * loss(HR)
+
+
+@dataclass
 class SupernetConfig:
     # Only for ARM supernets (arm_*): which widths each step trains.
     sampling: str = "cost2"  # cost2: one width a step, p ~ cost^2 (official) | sandwich: widest, narrowest, one more
@@ -90,6 +97,7 @@ class TrainConfig:
     # L1 from scratch, then an optional L2 fine-tune with a fresh optimizer (the AIM 2020 / NTIRE 2022 recipes).
     stage1: StageConfig = field(default_factory=lambda: StageConfig(loss="l1", iters=1000))
     stage2: StageConfig = field(default_factory=lambda: StageConfig(loss="l2", iters=0, lr=2e-5))
+    distill: DistillConfig = field(default_factory=DistillConfig)
     supernet: SupernetConfig = field(default_factory=SupernetConfig)
     kernel_basis: KernelBasisConfig = field(default_factory=KernelBasisConfig)
     ema_decay: float = 0.999  # EMA of weights (0 = off); validation and export use the EMA weights
@@ -101,6 +109,7 @@ class TrainConfig:
     checkpoint_every: int = 1000  # iterations between training checkpoints
     keep_checkpoints: int = 2  # most recent training checkpoints kept (best.pt is kept besides)
     threads: int = 0  # torch CPU threads (0 = leave torch's default)
+    time_limit_min: float = 0.0  # stop with a checkpoint after this many minutes of one session (0 = none)
     output: str = "runs/{model}_x{scale}"  # run folder; {model} and {scale} are filled in
 
 
@@ -193,6 +202,10 @@ def validate(config: TrainConfig) -> None:
     data = config.data
     if data.patch_size < 4 or data.batch_size < 1:
         raise LeansrError("data.patch_size must be >= 4 and data.batch_size >= 1")
+    if not 0.0 <= config.distill.hr_weight <= 1.0:
+        raise LeansrError("distill.hr_weight must be in [0, 1]")
+    if not (math.isfinite(config.time_limit_min) and config.time_limit_min >= 0):
+        raise LeansrError("time_limit_min must be >= 0")
     if data.workers < 0:
         raise LeansrError(f"data.workers must be >= 0 (0 loads in the main process), not {data.workers}")
     if config.supernet.sampling not in ("cost2", "sandwich"):

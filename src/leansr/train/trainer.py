@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from leansr.atomic import atomic_path
-from leansr.checkpoint import save_checkpoint
+from leansr.checkpoint import read_state_dict, save_checkpoint
 from leansr.color import rgb_to_ycbcr
 from leansr.errors import LeansrError
 from leansr.layers.reparam import is_reparameterized, reparameterize_model
@@ -46,11 +46,17 @@ def build_model(config: TrainConfig) -> nn.Module:
     if "scale" in inspect.signature(get_model_info(config.model.name).constructor).parameters:
         kwargs["scale"] = config.model.scale
     model = create_model(config.model.name, **kwargs)
-    if not config.model.train_fused:
-        return model
-    fused = reparameterize_model(model, inplace=True)
-    fused.arch, fused.hparams = model.arch, model.hparams
-    return fused
+    if config.model.train_fused:
+        fused = reparameterize_model(model, inplace=True)
+        fused.arch, fused.hparams = model.arch, model.hparams
+        model = fused
+    if config.model.init:
+        try:
+            model.load_state_dict(read_state_dict(config.model.init)[0])
+        except RuntimeError as exc:
+            detail = str(exc).replace("\n", " ")[:300]
+            raise LeansrError(f"model.init {config.model.init} does not fit {config.model.name}: {detail}") from None
+    return model
 
 
 def resolve_run_dir(config: TrainConfig) -> Path:
@@ -71,6 +77,7 @@ class Trainer:
         self.lock = RunLock(self.run_dir) if self.dist.is_main else None
         self._check_data()
         self.model = build_model(config).to(self.device)
+        self.teacher = _load_teacher(config.distill.teacher, self.device) if config.distill.teacher else None
         self.ema = ModelEMA(self.model, config.ema_decay) if config.ema_decay > 0 else None
         self.net: nn.Module = self.model
         if self.dist.enabled:
@@ -280,6 +287,10 @@ class Trainer:
                     self.iteration in stage_ends and self.iteration < self.total_iters
                 ):
                     self.save()  # periodic, and at the end of every stage but the last (_finish saves that)
+                limit = self.config.time_limit_min * 60
+                if limit and time.perf_counter() - session_start > limit:
+                    self.stop_requested = True
+                    log.warning("time limit of %g min reached", self.config.time_limit_min)
                 if broadcast_flag(self.dist, self.stop_requested):
                     return self._stop()
             if self.iteration >= self.total_iters:
@@ -322,6 +333,9 @@ class Trainer:
             mse = F.mse_loss(sr.detach().clamp(0, 1), hr_img).item()
         return loss.item(), 10 * math.log10(1.0 / max(mse, 1e-10))
 
+    def _loss(self, sr: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.l1_loss(sr, target) if self.stage.loss == "l1" else F.mse_loss(sr, target)
+
     def _forward_backward(self, lr_img: torch.Tensor, hr_img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss and SR of the step (of its widest width for supernets); gradients accumulated."""
         widths: list[int | None] = [None]
@@ -332,7 +346,12 @@ class Trainer:
             with autocast(self.device, self.config.amp):
                 sr = (self.net(lr_img) if width is None else self.net(lr_img, width=width)).float()
             target = hr_img if first is None or not self.config.supernet.distill else first[1].detach()
-            loss = F.l1_loss(sr, target) if self.stage.loss == "l1" else F.mse_loss(sr, target)
+            loss = self._loss(sr, target)
+            if self.teacher is not None and first is None:
+                with torch.no_grad():
+                    taught = self.teacher(lr_img).float()
+                hr_weight = self.config.distill.hr_weight
+                loss = (1 - hr_weight) * self._loss(sr, taught) + hr_weight * loss
             self.scaler.scale(loss / len(widths)).backward()
             if first is None:
                 first = (loss, sr)
@@ -412,3 +431,9 @@ def _truncate_log(path: Path, iteration: int) -> None:
     kept = [r for r in read_log(path) if r["iter"] <= iteration]
     with atomic_path(path) as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+
+def _load_teacher(path: str, device: torch.device) -> nn.Module:
+    from leansr.loading import load_model
+
+    return load_model(path, device=device).model

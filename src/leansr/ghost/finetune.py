@@ -1,0 +1,130 @@
+"""Fine-tune a converted GhostSR model with the `leansr train` machinery, distilling from the original.
+
+Recipes (the converted model already starts close to the original, so both use a small learning rate):
+- quick: fits a wall-clock budget (`--minutes`, 15 by default): shifts fixed at the data-chosen ones (the
+  shift is a slice, the cheapest training form), LR patches 48, batch 8, cosine over the steps a timed
+  probe says fit in the time left, plus the trainer's time limit as a backstop.
+- full: hours; learned shifts (straight-through Gumbel, as the official code), patches 64, batch 16,
+  20,000 steps, cosine; checkpoints every 500 steps; `--resume RUN_DIR` continues it.
+Loss: L1 to the original model's output on the same LR patch (weight 0.9) plus L1 to the HR patch (0.1).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from leansr.checkpoint import read_state_dict, save_checkpoint
+from leansr.errors import LeansrError
+from leansr.layers.fusion_check import relative_error
+from leansr.layers.ghost import GhostConv
+from leansr.layers.reparam import reparameterize_model
+from leansr.loading import load_model
+from leansr.registry import create_model
+from leansr.train.config import DataConfig, DistillConfig, ModelConfig, StageConfig, TrainConfig
+
+RECIPES = ("quick", "full")
+HR_WEIGHT = 0.1
+_QUICK = {"patch_size": 48, "batch_size": 8, "lr": 2e-4, "ema_decay": 0.99}
+_FULL = {"patch_size": 64, "batch_size": 16, "lr": 2e-4, "ema_decay": 0.999, "iters": 20_000}
+_FOLD_TOLERANCE = 1e-8
+
+
+def train_config(recipe: str, ghost: nn.Module, *, init: Path, teacher: Path, data: list[str], val: list[str],
+                 run_dir: Path, threads: int, minutes: float, iters: int) -> TrainConfig:
+    settings = _QUICK if recipe == "quick" else _FULL
+    args = {k: v for k, v in ghost.hparams.items() if k != "scale"}
+    stage = StageConfig(loss="l1", iters=iters, lr=settings["lr"], schedule="cosine", min_lr=1e-6)
+    return TrainConfig(
+        model=ModelConfig(name="ghostsr", scale=ghost.scale, args=args, init=str(init)),
+        data=DataConfig(train=list(data), val=list(val), patch_size=settings["patch_size"],
+                        batch_size=settings["batch_size"], workers=0, cache=True),
+        stage1=stage,
+        stage2=StageConfig(loss="l2", iters=0),
+        distill=DistillConfig(teacher=str(teacher), hr_weight=HR_WEIGHT),
+        ema_decay=settings["ema_decay"],
+        log_every=10 if recipe == "quick" else 50,
+        val_every=0,
+        checkpoint_every=100 if recipe == "quick" else 500,
+        threads=threads,
+        time_limit_min=minutes,
+        output=str(run_dir),
+    )
+
+
+def recipe_selection(recipe: str) -> str:
+    return "fixed" if recipe == "quick" else "hard"
+
+
+def default_iters(recipe: str) -> int:
+    return _FULL["iters"] if recipe == "full" else 0
+
+
+def probe_step_seconds(ghost: nn.Module, teacher: nn.Module, recipe: str) -> float:
+    """Seconds per training step (student forward + backward, teacher forward) on this machine, now."""
+    settings = _QUICK if recipe == "quick" else _FULL
+    student = copy.deepcopy(ghost).train()
+    optimizer = torch.optim.Adam(student.parameters(), lr=1e-9)
+    x = torch.rand(settings["batch_size"], student.in_channels, settings["patch_size"], settings["patch_size"])
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        with torch.no_grad():
+            target = teacher(x)
+        loss = F.l1_loss(student(x), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        best = min(best, time.perf_counter() - start)
+    return best * 1.15  # data loading and EMA, measured at about 10-15% of a step here
+
+
+def steps_for(minutes: float, step_seconds: float) -> int:
+    return max(1, int(minutes * 60 / step_seconds))
+
+
+def deploy_ghost(trained: Path, *, fold: bool) -> tuple[nn.Module, float]:
+    """The deployed model from a trained `ghostsr` checkpoint: directions frozen into the hyper-parameters,
+    shifts folded where possible, checked in float64 against the training form."""
+    tensors, meta = read_state_dict(trained)
+    if meta is None or meta.get("arch") != "ghostsr":
+        raise LeansrError(f"{trained} is not a ghostsr checkpoint")
+    model = create_model("ghostsr", **meta["hparams"])
+    model.load_state_dict(tensors)
+    directions = [_frozen(m) for m in _ghost_convs(model, meta["hparams"]["pairs"])]
+    hparams = {**meta["hparams"], "directions": directions, "fold": fold}
+    frozen = create_model("ghostsr", **hparams)
+    frozen.load_state_dict(tensors)
+    for module, direction in zip(_ghost_convs(frozen, hparams["pairs"]), directions):
+        module.set_direction(direction)  # logits become an exact one-hot: deployment uses exactly these
+    reference = copy.deepcopy(frozen).double().eval()
+    deployed = reparameterize_model(reference)
+    x = torch.rand(1, frozen.in_channels, 11, 9, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with torch.no_grad():
+        error = relative_error(deployed(x), reference(x))
+    if not error <= _FOLD_TOLERANCE:
+        raise LeansrError(f"deployed ghost model differs from its training form (relative error {error:.1e})")
+    deployed = deployed.float()
+    deployed.arch, deployed.hparams = "ghostsr", hparams
+    return deployed, error
+
+
+def _ghost_convs(model: nn.Module, pairs: list[dict[str, Any]]) -> list[GhostConv]:
+    return [model.get_submodule(p["producer"]) for p in pairs]
+
+
+def _frozen(module: GhostConv) -> Any:
+    directions = module.directions()
+    return directions[0] if module.shift_logits.shape[0] == 1 else directions
+
+
+def write_deployed(model: nn.Module, out: Path, extra: dict[str, Any]) -> Path:
+    save_checkpoint(model, out, extra=extra)
+    load_model(out)  # what we wrote must load as it is
+    return out
