@@ -147,3 +147,11 @@ def test_frozen_direction_training_uses_slicing_and_matches_eval() -> None:
         trained = ghost.train()(x)
         evaluated = ghost.eval()(x)
     assert relative_error(trained, evaluated) < 1e-12
+
+
+def test_padding_shift_for_exporters_equals_the_slicing_shift():
+    from leansr.layers.ghost import shift, shifted_by_padding
+
+    x = torch.rand(2, 3, 5, 7, dtype=torch.float64)
+    for direction in range(9):
+        assert torch.equal(shifted_by_padding(x, direction), shift(x, direction))

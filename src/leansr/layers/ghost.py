@@ -68,6 +68,13 @@ def shift(x: Tensor, direction: int) -> Tensor:
     return shift_into(torch.empty_like(x), x, direction)
 
 
+def shifted_by_padding(x: Tensor, direction: int) -> Tensor:
+    """`shift` without writes into a buffer (pad, then crop): what graph exporters such as ONNX follow."""
+    dy, dx = offset(direction)
+    height, width = x.shape[-2:]
+    return F.pad(x, (1, 1, 1, 1))[..., 1 + dy:1 + dy + height, 1 + dx:1 + dx + width]
+
+
 def ghost_sources(intrinsic: int, ghosts: int) -> list[int]:
     """Which intrinsic channel each ghost copies (cycling when there are more ghosts than intrinsics)."""
     return [i % intrinsic for i in range(ghosts)]
@@ -219,6 +226,11 @@ class DeployedGhostConv(nn.Module):
         y = self.primary(x)
         intrinsic = y.shape[1]
         ghosts = self.out_channels - intrinsic
+        if torch.onnx.is_in_onnx_export():  # the exporter mistraces writes into a preallocated buffer
+            sources = _gather_sources(y, intrinsic, ghosts)
+            parts = [shifted_by_padding(sources[:, a:b], d) for a, b, d in _runs(self._directions)] \
+                if len(self._directions) > 1 else [shifted_by_padding(sources, self._directions[0])]
+            return torch.cat([y, *parts], dim=1)
         out = y.new_empty(y.shape[0], self.out_channels, *y.shape[2:])
         out[:, :intrinsic] = y
         sources = _gather_sources(y, intrinsic, ghosts)
