@@ -10,7 +10,7 @@ import torch
 from conftest import shared_path
 from torch import nn
 
-from leansr import create_model, load_model
+from leansr import load_model
 from leansr.checkpoint import read_state_dict
 from leansr.registry import _DETECTORS, detect
 from leansr.errors import CheckpointError
