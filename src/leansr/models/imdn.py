@@ -54,12 +54,16 @@ class IMDB(nn.Module):
         self.cca = ContrastChannelAttention(self.distilled * 4) if channel_attention else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        split = (self.distilled, self.remaining)
-        d1, r1 = torch.split(self.act(self.c1(x)), split, dim=1)
-        d2, r2 = torch.split(self.act(self.c2(r1)), split, dim=1)
-        d3, r3 = torch.split(self.act(self.c3(r2)), split, dim=1)
-        d4 = self.c4(r3)
-        return self.c5(self.cca(torch.cat([d1, d2, d3, d4], dim=1))) + x
+        return self.c5(self.cca(distilled_features(self, x))) + x
+
+
+def distilled_features(block: nn.Module, x: Tensor) -> Tensor:
+    """IMDN's progressive distillation: c1..c3 each keep `distilled` channels and pass the rest on; c4 ends it."""
+    split = (block.distilled, block.remaining)
+    d1, r1 = torch.split(block.act(block.c1(x)), split, dim=1)
+    d2, r2 = torch.split(block.act(block.c2(r1)), split, dim=1)
+    d3, r3 = torch.split(block.act(block.c3(r2)), split, dim=1)
+    return torch.cat([d1, d2, d3, block.c4(r3)], dim=1)
 
 
 class DistillationSR(SRModel):

@@ -19,7 +19,7 @@ from leansr.layers.adaptive_skip import AdaptiveSkip
 from leansr.layers.kernel_basis import KernelBasisConv2d
 from leansr.layers.upsample import PixelShuffleUpsampler
 from leansr.models.base import SRModel
-from leansr.models.imdn import LEAKY_SLOPE
+from leansr.models.imdn import LEAKY_SLOPE, distilled_features
 
 DEFAULT_BASES = (3,)
 
@@ -53,12 +53,7 @@ class KBIMDB(nn.Module):
         self.skip = AdaptiveSkip()
 
     def forward(self, x: Tensor) -> Tensor:
-        split = (self.distilled, self.remaining)
-        d1, r1 = torch.split(self.act(self.c1(x)), split, dim=1)
-        d2, r2 = torch.split(self.act(self.c2(r1)), split, dim=1)
-        d3, r3 = torch.split(self.act(self.c3(r2)), split, dim=1)
-        d4 = self.c4(r3)
-        return self.skip(self.c5(torch.cat([d1, d2, d3, d4], dim=1)), x)
+        return self.skip(self.c5(distilled_features(self, x)), x)
 
 
 class IMDNKernelBasis(SRModel):
