@@ -110,3 +110,23 @@ def test_bad_routing_input_is_one_line(tmp_path, capsys, supernet, photos, optio
 def test_routing_needs_a_supernet(tmp_path, capsys, photos):
     assert main(["evaluate", "--model", "bicubic", "--scale", "4", "--data", str(photos), "--width", "full"]) == 2
     assert "routing needs an ARM supernet" in capsys.readouterr().err
+
+
+def test_supernet_from_the_default_model_keeps_it_as_the_full_width(tmp_path, capsys):
+    out = tmp_path / "init.safetensors"
+    assert main(["arm", "supernet", "-o", str(out), "--widths", "8", "32"]) == 0
+    from leansr.loading import load_model, resolve_model
+
+    supernet, default = load_model(out), resolve_model(None, None, None)
+    assert supernet.arch == "arm_plain" and supernet.model.widths == (8, 32)
+    x = torch.rand(1, 3, 20, 16)
+    with torch.no_grad():
+        assert torch.allclose(supernet.model(x), default.model(x), atol=1e-5)
+    assert main(["arm", "supernet", "-o", str(out)]) == 2  # exists: never overwritten without --force
+    assert "exists" in capsys.readouterr().err
+    deeper = tmp_path / "deeper.safetensors"
+    assert main(["arm", "supernet", "--weights", str(out), "--extra-blocks", "1", "-o", str(deeper)]) == 0
+    assert len(load_model(deeper).model.convs) == len(supernet.model.convs) + 1
+    other = save_checkpoint(create_model("msrresnet", num_blocks=1), tmp_path / "msrresnet.safetensors")
+    assert main(["arm", "supernet", "--weights", str(other), "-o", str(tmp_path / "x.safetensors")]) == 2
+    assert "from an ECBSR" in capsys.readouterr().err

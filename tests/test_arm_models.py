@@ -14,6 +14,7 @@ from leansr import create_model, load_model
 from leansr.checkpoint import read_state_dict, save_checkpoint
 from leansr.registry import detect
 from leansr.errors import LeansrError
+from leansr.arm.from_plain import supernet_from_plain
 from leansr.layers.slimmable import SlimConv2d
 
 OFFICIAL = {"arm-fsrcnn": ("arm_fsrcnn", (16, 36, 56)), "arm-carn": ("arm_carn", (36, 52, 64))}
@@ -88,9 +89,9 @@ def test_sliced_srresnet_equals_a_narrow_msrresnet_with_prefix_weights():
         assert torch.allclose(supernet.forward_width(x, 16), narrow(x), atol=1e-5)
 
 
-@pytest.mark.parametrize("arch", ["arm_fsrcnn", "arm_carn", "arm_srresnet"])
+@pytest.mark.parametrize("arch", ["arm_fsrcnn", "arm_carn", "arm_srresnet", "arm_plain"])
 def test_every_route_upscales_and_bicubic_is_width_zero(arch):
-    model = create_model(arch, **({"num_blocks": 2} if arch == "arm_srresnet" else {})).eval()
+    model = create_model(arch, **({"num_blocks": 2} if arch in ("arm_srresnet", "arm_plain") else {})).eval()
     x = torch.rand(2, 3, 8, 8)
     with torch.no_grad():
         outs = {w: model.forward_width(x, w) for w in model.routes}
@@ -106,3 +107,49 @@ def test_a_width_the_supernet_lacks_is_one_sentence():
         model.forward_width(torch.rand(1, 3, 8, 8), 20)
     with pytest.raises(LeansrError, match="widths must ascend"):
         create_model("arm_carn", widths=(52, 36, 64))
+
+
+def _plain_ecbsr(seed: int = 0):
+    torch.manual_seed(seed)
+    model = create_model("ecbsr_m4c16", in_channels=3, img_range=1.0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)  # PReLU slopes and biases differ per channel
+    return model.eval()
+
+
+def test_supernet_from_a_plain_model_is_that_model_at_full_width_in_float64():
+    plain = _plain_ecbsr().double()
+    supernet = supernet_from_plain(plain, (8, 16)).eval()
+    assert supernet.arch == "arm_plain" and supernet.widths == (8, 16)
+    x = torch.rand(2, 3, 12, 10, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(supernet(x), plain(x), atol=1e-12)
+        assert supernet.forward_width(x, 8).shape == (2, 3, 48, 40)
+    incoming = supernet.convs[0].weight.flatten(1).norm(dim=1)
+    outgoing = supernet.convs[1].weight.transpose(0, 1).flatten(1).norm(dim=1)
+    importance = incoming * outgoing
+    assert torch.all(importance[:-1] >= importance[1:]), "channels are sorted most important first"
+
+
+def test_supernet_needs_a_plain_rgb_prelu_model():
+    with pytest.raises(LeansrError, match="from an ECBSR"):
+        supernet_from_plain(create_model("msrresnet", num_blocks=1), (16, 64))
+    with pytest.raises(LeansrError, match="extra blocks"):
+        supernet_from_plain(_plain_ecbsr(), (8, 16), extra_blocks=-1)
+    with pytest.raises(LeansrError, match="RGB on 0-1"):
+        supernet_from_plain(create_model("ecbsr_m4c16"), (8, 16))
+
+
+def test_a_supernet_deepened_by_identity_layers_is_unchanged_at_every_width_in_float64():
+    supernet = supernet_from_plain(_plain_ecbsr().double(), (8, 16)).eval()
+    with torch.no_grad():
+        for act in supernet.acts:
+            act.weight.add_(torch.rand_like(act.weight))
+    deeper = supernet_from_plain(supernet, (4, 8, 16), extra_blocks=2).eval()
+    assert len(deeper.convs) == len(supernet.convs) + 2 and deeper.widths == (4, 8, 16)
+    x = torch.rand(1, 3, 9, 11, dtype=torch.float64)
+    with torch.no_grad():
+        for width in (8, 16):
+            assert torch.allclose(deeper.forward_width(x, width), supernet.forward_width(x, width), atol=1e-12)
+    assert torch.equal(deeper.convs[1].weight, supernet.convs[1].weight), "a supernet keeps its channel order"

@@ -164,3 +164,16 @@ def test_time_costs_are_measured_per_route():
     lr = (np.random.default_rng(4).random((40, 40, 3)) * 255).astype(np.uint8)
     result = run_budget(model, lr, _tiny_table(model), 0.5, cost="time", tile=16, halo=2)
     assert result.sr.shape == (160, 160, 3) and sum(result.routes) == 9
+
+
+def test_window_pixels_count_cores_and_the_halos_of_each_run():
+    rows, win_h = spans(70, 16, 2)
+    cols, _ = spans(75, 16, 2)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        plan = Plan(rows, cols, win_h, 2, 75, rng.integers(0, 3, len(rows) * len(cols)), 3)
+        expected = np.zeros(3)
+        for _, first, last, route in plan.runs():
+            left, right = plan.columns(first, last)
+            expected[route] += win_h * (right - left)
+        assert np.array_equal(plan.window_pixels(), expected)

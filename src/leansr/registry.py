@@ -18,8 +18,8 @@ from torch import nn
 from leansr.context import GLOBAL, Context, approximate, local
 from leansr.errors import CheckpointError, LeansrError
 from leansr.models import (
-    arm, bicubic, ecbsr, edsr, fimdn, fmen, ghostsr, imdn, imdn_acb, imdn_kb, latticenet, msrresnet, pan, rfdn,
-    rlfn,
+    arm, arm_plain, bicubic, ecbsr, edsr, fimdn, fmen, ghostsr, imdn, imdn_acb, imdn_kb, latticenet, msrresnet, pan,
+    rfdn, rlfn,
 )
 from leansr.models._layout import Detection, Detector, StateDict
 
@@ -125,6 +125,9 @@ _FAMILIES: tuple[Family, ...] = (
            _rule(local, lambda hp: 22), (arm.detect_arm_carn,)),
     Family("arm_srresnet", arm.ARMSRResNet, {"arm_srresnet": Preset()},
            _rule(local, lambda hp: 2 * hp["num_blocks"] + 4)),
+    # Ours: CPU-friendly widths (multiples of 16 beat 24, which oneDNN pads to 32); shipped as arm_x4.
+    Family("arm_plain", arm_plain.ARMPlain, {"arm_plain": Preset({"widths": [16, 32]})},
+           _rule(local, lambda hp: hp["num_blocks"] + 2)),
 )
 
 _MODELS: dict[str, ModelInfo] = {}

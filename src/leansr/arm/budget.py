@@ -6,8 +6,8 @@ inward at the image borders so they share one height, and the network sees the t
 is one). Only the cores are kept: no averaging, no seams (a halo of 2 px costs < 0.003 dB against the
 whole-image forward of ARM-CARN). The route of each core
 minimises `pixels * MSE_j + lambda * C_j`; lambda is found by bisection so the executed cost stays within the
-budget (a fraction of the full width on the whole image, in MACs or in measured time). The bicubic route is
-one interpolation of the whole image; the windows of one width run as batches of one size.
+budget (a fraction of the full width on the whole image, in MACs or in measured time). Every route, bicubic
+included, runs on its windows only, and the windows of one route and size run as batches of one size.
 """
 
 from __future__ import annotations
@@ -18,14 +18,13 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from leansr.arm.batching import run_patches
 from leansr.arm.costs import route_costs
 from leansr.arm.edge import edge_score
 from leansr.arm.official import RoutedResult
 from leansr.arm.table import QualityTable
-from leansr.arm.timing import route_times
+from leansr.arm.timing import route_times, whole_image_time
 from leansr.errors import LeansrError
 from leansr.models.arm import SlimmableSR
 
@@ -111,6 +110,7 @@ class Plan:
     halo: int
     width: int  # LR image width
     choices: np.ndarray  # route index per tile, row-major
+    route_count: int = 0
     whole: bool = False  # one width on the whole image (all choices equal) beat every tiled plan
 
     @property
@@ -126,6 +126,19 @@ class Plan:
             ends = [*starts[1:], row.size]
             out += [(r, a, b - 1, int(row[a])) for a, b in zip(starts, ends)]
         return out
+
+    def window_pixels(self, choices: np.ndarray | None = None) -> np.ndarray:
+        """LR pixels the windows of each route cover: cores, plus a halo where a run of one route ends."""
+        grid = (self.choices if choices is None else choices).reshape(len(self.rows), len(self.cols))
+        widths = np.array([c.stop - c.start for c in self.cols])
+        left = np.array([min(self.halo, c.start) for c in self.cols])
+        right = np.array([min(self.halo, self.width - c.stop) for c in self.cols])
+        starts = np.ones(grid.shape, dtype=bool)
+        starts[:, 1:] = grid[:, 1:] != grid[:, :-1]
+        ends = np.ones(grid.shape, dtype=bool)
+        ends[:, :-1] = grid[:, :-1] != grid[:, 1:]
+        span = widths[None, :] + starts * left[None, :] + ends * right[None, :]
+        return np.bincount(grid.ravel(), weights=span.ravel(), minlength=self.route_count) * self.window_rows
 
     def columns(self, first: int, last: int) -> tuple[int, int]:
         """Window columns [left, right) of a run: its cores plus the halo, inside the image."""
@@ -147,29 +160,26 @@ def plan_budget(
     h, w = lr.shape[:2]
     rows, win_h = spans(h, tile, halo)
     cols, win_w = spans(w, tile, halo)
-    plan = Plan(rows, cols, win_h, halo, w, np.zeros(0, dtype=np.int64))
+    plan = Plan(rows, cols, win_h, halo, w, np.zeros(0, dtype=np.int64), len(model.routes))
     scores = np.array([edge_score(lr[r.start:r.stop, c.start:c.stop]) for r, c in plan.tiles])
     widths = np.array([c.stop - c.start for _, c in plan.tiles], dtype=np.float64)
     areas = np.array([r.stop - r.start for r, _ in plan.tiles], dtype=np.float64) * widths
     per_pixel = _per_pixel_costs(model, cost, (win_h, win_w), next(model.parameters()).device)
     nominal = per_pixel[:, None] * win_h * widths[None, :]  # a tile's share of a run's window
-    nominal[0] = per_pixel[0] * h * w / areas.size  # bicubic: one whole-image interpolation, shared
-    limit = budget * per_pixel[-1] * h * w
+    device = next(model.parameters()).device
+    reference = whole_image_time(model, device) if cost == "time" else per_pixel[-1]
+    limit = budget * reference * h * w
 
     def spent(choice: np.ndarray) -> float:
-        total = per_pixel[0] * h * w if (choice == 0).any() else 0.0
-        for _, first, last, route in plan.runs(choice):
-            if route:
-                left, right = plan.columns(first, last)
-                total += per_pixel[route] * win_h * (right - left)
-        return total
+        return float(per_pixel @ plan.window_pixels(choice))
 
     mse = table.predict_mse(scores)
     plan.choices = choose(mse, areas, nominal, limit, spent)
     best = float((mse[plan.choices, np.arange(areas.size)] * areas).sum())
     for j in range(len(model.routes)):
         loss = float((mse[j] * areas).sum())
-        if per_pixel[j] * h * w <= limit and loss <= best:
+        whole = per_pixel[j] * reference / per_pixel[-1]  # in time, a whole image is slower than windows
+        if whole * h * w <= limit and loss <= best:
             plan.choices, plan.whole, best = np.full(areas.size, j), True, loss
     return plan
 
@@ -196,12 +206,8 @@ def run_budget(
 
 def _fraction(model: SlimmableSR, plan: Plan, pixels: int) -> float:
     """Executed true MACs (bicubic counts none) over the full width's on the whole image."""
-    macs = route_costs(model)
-    executed = 0.0
-    for _, first, last, route in plan.runs():
-        left, right = plan.columns(first, last)
-        executed += macs[model.routes[route]].macs * plan.window_rows * (right - left)
-    return float(executed / (macs[model.widths[-1]].macs * pixels))
+    macs = np.array([c.macs for c in route_costs(model).values()])
+    return float(macs @ plan.window_pixels() / (macs[-1] * pixels))
 
 
 def _per_pixel_costs(model: SlimmableSR, cost: str, window: tuple[int, int], device: torch.device) -> np.ndarray:
@@ -213,19 +219,16 @@ def _per_pixel_costs(model: SlimmableSR, cost: str, window: tuple[int, int], dev
 def execute(model: SlimmableSR, lr: np.ndarray, plan: Plan) -> np.ndarray:
     """Run a tiled plan: HxWx3 float64 SR on 0-255, rounded to 8-bit values.
 
-    Bicubic is one interpolation of the whole image; the runs of each width are batched by window size.
+    Every route runs on windows, bicubic included (its 4 taps need 2 px of context: exact with the default
+    halo); the runs of each route are batched by window size.
     """
     s, device = model.scale, next(model.parameters()).device
     x = torch.from_numpy(np.ascontiguousarray(lr)).permute(2, 0, 1)[None].float().div(255.0)
     out = torch.empty(1, 3, lr.shape[0] * s, lr.shape[1] * s)
-    if (plan.choices == 0).any():
-        with torch.inference_mode():
-            out.copy_(F.interpolate(x, scale_factor=s, mode="bicubic", align_corners=False))
     groups: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
     for row, first, last, route in plan.runs():
-        if route:
-            left, right = plan.columns(first, last)
-            groups.setdefault((route, right - left), []).append((row, first, last))
+        left, right = plan.columns(first, last)
+        groups.setdefault((route, right - left), []).append((row, first, last))
     for (route, span), members in groups.items():
         wins = []
         for row, first, _ in members:

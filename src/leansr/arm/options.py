@@ -27,7 +27,7 @@ _TINTS = [(0, 200, 0), (255, 220, 0), (255, 140, 0), (230, 0, 0), (160, 0, 160),
 
 
 def add_route_arguments(parser: argparse.ArgumentParser, *, route_map: bool = False) -> None:
-    g = parser.add_argument_group("ARM supernets (arm_fsrcnn, arm_carn, arm_srresnet)")
+    g = parser.add_argument_group("ARM supernets (arm_fsrcnn, arm_carn, arm_srresnet, arm_plain)")
     g.add_argument("--route", metavar="NAME", help="official: the authors' per-patch routing (needs --k, --lut); "
                    "budget: ours, implied by --budget")
     g.add_argument("--k", type=float, help="official routing: eta = k x the full width's cost")
@@ -52,7 +52,7 @@ def make_router(args: argparse.Namespace, model: Any, weights: str | Path | None
             raise LeansrError(f"{', '.join(given) or '--route-map'} needs --route official, --budget or --width")
         return None
     if not hasattr(model, "forward_width"):
-        raise LeansrError(f"routing needs an ARM supernet (arm_fsrcnn, arm_carn, arm_srresnet), "
+        raise LeansrError(f"routing needs an ARM supernet (arm_fsrcnn, arm_carn, arm_srresnet, arm_plain), "
                           f"not {getattr(model, 'arch', type(model).__name__)}")
     if args.width is not None:
         if route is not None:

@@ -1,4 +1,8 @@
-"""Measured cost of each route on the device in use (for `--cost time`): seconds per LR pixel of a window."""
+"""Measured cost of each route on the device in use (for `--cost time`): seconds per LR pixel of a window.
+
+The budget is a fraction of the full width run on the whole image, which is slower per pixel than on small
+windows (caches), so the reference is measured apart, on one `_WHOLE` x `_WHOLE` image.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from leansr.arm.batching import run_patches
 from leansr.models.arm import SlimmableSR
 
 _CACHE: dict[tuple, list[float]] = {}
-_BATCH, _REPEATS = 8, 3
+_BATCH, _REPEATS, _WHOLE = 8, 3, 128
 
 
 def route_times(model: SlimmableSR, window: tuple[int, int], device: torch.device) -> list[float]:
@@ -37,3 +41,12 @@ def _best_time(model: SlimmableSR, x: torch.Tensor, width: int) -> float:
 
     once()  # warm-up: allocator and kernel selection
     return min(once() for _ in range(_REPEATS))
+
+
+def whole_image_time(model: SlimmableSR, device: torch.device) -> float:
+    """Seconds per LR pixel of the full width on one whole image (the budget's reference); cached."""
+    key = (id(model), "whole", str(device))
+    if key not in _CACHE:
+        x = torch.rand(1, 3, _WHOLE, _WHOLE, device=device)
+        _CACHE[key] = [_best_time(model, x, model.widths[-1]) / x[:, 0].numel()]
+    return _CACHE[key][0]

@@ -1,4 +1,5 @@
-"""`leansr arm calibrate`: measure a supernet's edge -> quality table on your images and store it with it."""
+"""`leansr arm calibrate`: measure a supernet's edge -> quality table on your images and store it with it.
+`leansr arm supernet`: start an `arm_plain` supernet from a trained plain network (its full width, exactly)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from pathlib import Path
 import torch
 
 from leansr.arm.calibrate import DEFAULT_BINS, calibrate
+from leansr.arm.from_plain import supernet_from_plain
 from leansr.arm.table import TABLE_KEY
 from leansr.atomic import atomic_path
 from leansr.checkpoint import read_state_dict, save_checkpoint
-from leansr.loading import load_model
+from leansr.loading import load_model, resolve_model
 from leansr.errors import LeansrError
 from leansr.data.image_io import list_images
 
@@ -37,6 +39,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
     c.add_argument("--force", action="store_true", help="overwrite OUT if it exists (never the weights)")
     c.set_defaults(func=run_calibrate)
+    m = arm_sub.add_parser(
+        "supernet",
+        help="make an arm_plain supernet from a trained ECBSR (e.g. the default model) to fine-tune",
+        description="The full width computes exactly what the given RGB ECBSR does; hidden channels are sorted "
+        "most important first so that each narrow width starts from the channels that matter most. Train it "
+        "with `leansr train` (model.name=arm_plain, model.init=OUT; see configs/arm_x4.yaml).",
+    )
+    m.add_argument("--weights", help="a trained RGB ECBSR or arm_plain supernet (default: the default model)")
+    m.add_argument("--widths", type=int, nargs="+", default=[16, 32], help="widths, ascending to the full width")
+    m.add_argument("--extra-blocks", type=int, default=0, metavar="N",
+                   help="insert N identity layers before the last conv (exact; capacity for the fine-tune)")
+    m.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.safetensors")
+    m.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    m.set_defaults(func=run_supernet)
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
@@ -52,7 +68,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     model = load_model(args.weights).model
     if not hasattr(model, "forward_width"):
-        raise LeansrError(f"{args.weights} holds {model.arch}, not an ARM supernet (arm_fsrcnn, arm_carn, ...)")
+        raise LeansrError(f"{args.weights} holds {model.arch}, not an ARM supernet (arm_carn, arm_plain, ...)")
     files = [f for folder in args.data for f in list_images(folder)]
     table = calibrate(model, files, bins=args.bins, hr_scale=args.hr_scale,
                       progress=lambda p: print(f"  {p.name}", file=sys.stderr, flush=True))
@@ -66,4 +82,15 @@ def run_calibrate(args: argparse.Namespace) -> int:
         save_checkpoint(model, args.output, extra=extra)
     print(f"wrote {args.output}: {model.arch} table of {table.centers.size} bins over "
           f"{int(table.counts.sum())} tiles from {len(files)} image(s)")
+    return 0
+
+
+def run_supernet(args: argparse.Namespace) -> int:
+    if args.output.exists() and not args.force:
+        raise LeansrError(f"{args.output} exists; pass --force to overwrite it")
+    plain = resolve_model(args.weights, None, None).model
+    supernet = supernet_from_plain(plain, tuple(args.widths), extra_blocks=args.extra_blocks)
+    save_checkpoint(supernet, args.output)
+    source = args.weights or "the default model"
+    print(f"wrote {args.output}: arm_plain, widths {list(supernet.widths)}, full width = {source}")
     return 0

@@ -5,6 +5,7 @@ Submodule names follow the official code so official checkpoints load without re
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -52,7 +53,9 @@ class EnhancedSpatialAttention(nn.Module):
         low = F.relu(self.conv3(low))
         low = self.conv3_(low)
         low = F.interpolate(low, size=x.shape[2:], mode="bilinear", align_corners=False)
-        return x * self.conv4(low + self.conv_f(reduced)).sigmoid()
+        # In place where autograd allows: fewer full-size temporaries (the gate is memory-bound on a CPU).
+        mask = self.conv4(low.add_(self.conv_f(reduced))).sigmoid_()
+        return x * mask if torch.is_grad_enabled() else mask.mul_(x)
 
 
 class PixelAttention(nn.Module):
@@ -63,5 +66,6 @@ class PixelAttention(nn.Module):
         self.conv = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x * self.conv(x).sigmoid()
+        mask = self.conv(x).sigmoid_()
+        return x * mask if torch.is_grad_enabled() else mask.mul_(x)
 

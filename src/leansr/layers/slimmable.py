@@ -77,3 +77,10 @@ class SlimSequential(nn.Sequential, WidthAware):
         for module in self:
             x = run_slim(module, x, ratio)
         return x
+
+
+class SlimPReLU(nn.PReLU, WidthAware):
+    """Per-channel PReLU using the slopes of the arriving channels (a prefix, as every sliced layer)."""
+
+    def forward(self, x: Tensor, ratio: float = 1.0) -> Tensor:  # type: ignore[override]
+        return F.prelu(x, self.weight[: x.shape[1]])

@@ -87,7 +87,7 @@ class DistillationSR(SRModel):
             h = block(h)
             outputs.append(h)
         fused = self.c(torch.cat(outputs, dim=1))
-        return self.upsampler(self.LR_conv(fused) + features)
+        return self.upsampler(self.LR_conv(fused).add_(features))
 
 
 class IMDN(DistillationSR):

@@ -29,17 +29,17 @@ class RFDB(nn.Module):
         self.c3_d = nn.Conv2d(channels, distilled, 1)
         self.c3_r = nn.Conv2d(channels, channels, 3, padding=1)
         self.c4 = nn.Conv2d(channels, distilled, 3, padding=1)
-        self.act = nn.LeakyReLU(LEAKY_SLOPE)
+        self.act = nn.LeakyReLU(LEAKY_SLOPE, inplace=True)  # as the official code; it acts on fresh sums
         self.c5 = nn.Conv2d(distilled * 4, channels, 1)
         self.esa = EnhancedSpatialAttention(channels)
 
     def forward(self, x: Tensor) -> Tensor:
         d1 = self.act(self.c1_d(x))
-        r1 = self.act(self.c1_r(x) + x)
+        r1 = self.act(self.c1_r(x).add_(x))  # in place on fresh conv outputs, which autograd does not keep
         d2 = self.act(self.c2_d(r1))
-        r2 = self.act(self.c2_r(r1) + r1)
+        r2 = self.act(self.c2_r(r1).add_(r1))
         d3 = self.act(self.c3_d(r2))
-        r3 = self.act(self.c3_r(r2) + r2)
+        r3 = self.act(self.c3_r(r2).add_(r2))
         d4 = self.act(self.c4(r3))
         return self.esa(self.c5(torch.cat([d1, d2, d3, d4], dim=1)))
 

@@ -28,7 +28,10 @@ class ModelConfig:
     # Re-parameterizable models train in their branched form; true trains the fused (plain) form directly,
     # several times faster on CPU at some cost in accuracy. The exported model is the same either way.
     train_fused: bool = False
-    init: str = ""  # checkpoint whose weights start the run (fine-tuning); "" = random initialisation
+    init: str = ""  # checkpoint whose weights start the run (fine-tuning; official layouts too); "" = random
+    # Simulate `leansr quantize`'s int8 rounding (all convs but the first and last) in every forward, so that
+    # the trained weights quantize with little loss: quantization-aware fine-tuning of a trained model.
+    quant_aware: bool = False
 
 
 @dataclass

@@ -21,8 +21,10 @@ from torch.utils.data import DataLoader
 from leansr.atomic import atomic_path
 from leansr.checkpoint import read_state_dict, save_checkpoint
 from leansr.color import rgb_to_ycbcr
+from leansr.deploy.qat import quant_aware
 from leansr.errors import LeansrError
 from leansr.layers.reparam import is_reparameterized, reparameterize_model
+from leansr.loading import load_model
 from leansr.registry import create_model, get_model_info
 from leansr.runtime import resolve_device, threads
 from leansr.train import checkpoints, transitions
@@ -51,12 +53,24 @@ def build_model(config: TrainConfig) -> nn.Module:
         fused.arch, fused.hparams = model.arch, model.hparams
         model = fused
     if config.model.init:
-        try:
-            model.load_state_dict(read_state_dict(config.model.init)[0])
-        except RuntimeError as exc:
-            detail = str(exc).replace("\n", " ")[:300]
-            raise LeansrError(f"model.init {config.model.init} does not fit {config.model.name}: {detail}") from None
+        _load_init(model, config)
+    if config.model.quant_aware:
+        quant_aware(model, torch.rand(1, getattr(model, "in_channels", 3), 32, 32))
     return model
+
+
+def _load_init(model: nn.Module, config: TrainConfig) -> None:
+    state = read_state_dict(config.model.init)[0]
+    if set(state) != set(model.state_dict()):  # an official layout (detected, renamed) or the unfused form
+        loaded = load_model(config.model.init).model
+        if getattr(model, "deployed", False) and not getattr(loaded, "deployed", False):
+            loaded = reparameterize_model(loaded, inplace=True)
+        state = loaded.state_dict()
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        detail = str(exc).replace("\n", " ")[:300]
+        raise LeansrError(f"model.init {config.model.init} does not fit {config.model.name}: {detail}") from None
 
 
 def resolve_run_dir(config: TrainConfig) -> Path:
