@@ -49,7 +49,6 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     import torch
 
-    from leansr.ghost import finetune
     from leansr.train.trainer import Trainer
 
     if args.threads > 0:
