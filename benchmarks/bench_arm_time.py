@@ -48,6 +48,7 @@ def main() -> None:
     settings = [(b, c) for b in args.budgets for c in ("macs", "time")]
     totals = {"full": 0.0, **{s: 0.0 for s in settings}}
     deltas: dict = {s: [] for s in settings}
+    fractions: dict = {s: [] for s in settings}
     for file in list_images(args.data):
         hr = mod_crop(read_rgb_uint8(file), model.scale)
         lr = bicubic_degrade(hr, model.scale)
@@ -58,9 +59,11 @@ def main() -> None:
             t, routed = best_of(lambda: run_budget(model, lr, table, b, cost=c), args.repeats)
             totals[(b, c)] += t
             deltas[(b, c)].append(psnr(routed.sr.astype(np.uint8), hr, border=model.scale) - base)
+            fractions[(b, c)].append(routed.cost_fraction)
     for s in settings:
         print(f"budget {s[0]} --cost {s[1]}: time {totals[s] / totals['full']:.2f} x full width, "
-              f"Y-PSNR {np.mean(deltas[s]):+.3f} dB ({args.data.name}, {len(deltas[s])} images)")
+              f"MACs {np.mean(fractions[s]):.2f} x, Y-PSNR {np.mean(deltas[s]):+.3f} dB "
+              f"({args.data.name}, {len(deltas[s])} images)")
 
 
 if __name__ == "__main__":

@@ -84,7 +84,8 @@ def conv_time_in_place(run) -> float:
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         run()
-    names = ("aten::mkldnn_convolution", "aten::_convolution", "aten::convolution", "aten::conv2d")
+    names = ("aten::mkldnn_convolution", "aten::_slow_conv2d_forward", "aten::_convolution", "aten::convolution",
+             "aten::conv2d")
     events = [e for e in prof.key_averages() if e.key in names]
     return sum(e.self_cpu_time_total for e in events) / 1e3
 

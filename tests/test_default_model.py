@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import shared_path
-from leansr import create_model
+from leansr import LeansrError, create_model
 from leansr.loading import resolve_model
 from leansr.metrics.evaluate import evaluate_model
 
@@ -25,3 +25,13 @@ def test_default_beats_bicubic_by_two_db_on_set5(scale):
     ours = evaluate_model(resolve_model(None, None, scale), set5, scale=scale).psnr_y
     bicubic = evaluate_model(create_model("bicubic", scale=scale), set5, scale=scale).psnr_y
     assert ours - bicubic >= 2.0, (ours, bicubic)
+
+
+def test_a_bare_name_finds_a_packaged_checkpoint_unless_a_file_has_it(tmp_path, monkeypatch):
+    assert resolve_model("default_x2", None, None).scale == 2
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "default_x2").write_bytes(b"not a checkpoint")
+    with pytest.raises(LeansrError):  # the local file wins, and it is broken
+        resolve_model("default_x2", None, None)
+    with pytest.raises(LeansrError, match="no_such_model"):
+        resolve_model("no_such_model", None, None)

@@ -11,6 +11,7 @@ import inspect
 import os
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any, Mapping
 
 import torch
@@ -87,7 +88,10 @@ def load_model(
     """Build the model a checkpoint describes (the file name is ignored) and load its weights; eval mode.
 
     A `.onnx` file runs in onnxruntime instead; `scale` is needed only for ONNX files not made by leansr.
+    A bare name that is no file, such as `arm_x4`, names a checkpoint packaged with leansr.
     """
+    if not isinstance(checkpoint, Mapping):
+        checkpoint = packaged_checkpoint(checkpoint)
     if not isinstance(checkpoint, Mapping) and is_onnx_file(checkpoint):  # leansr export/quantize output
         return _onnx_descriptor(checkpoint, scale)
     if isinstance(checkpoint, Mapping):
@@ -106,6 +110,14 @@ def load_model(
     model = _build(arch, hparams, deployed, state_dict, name)
     source = Source(origin.path, origin.format, layout or ("leansr" if meta is not None else ""))
     return ModelDescriptor.of(model.to(device).eval(), source=source, notes=tuple(notes))
+
+
+def packaged_checkpoint(name: str | os.PathLike) -> str | os.PathLike:
+    """`weights/NAME.safetensors` of the package for a bare NAME that is not a file here; else `name`."""
+    packaged = resources.files("leansr") / "weights" / f"{name}.safetensors"
+    if Path(name).exists() or os.sep in str(name) or not packaged.is_file():
+        return name
+    return Path(str(packaged))  # the package is installed as files (pyproject package-data)
 
 
 def _onnx_descriptor(path: str | os.PathLike, scale: int | None) -> ModelDescriptor:
