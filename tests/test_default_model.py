@@ -35,3 +35,21 @@ def test_a_bare_name_finds_a_packaged_checkpoint_unless_a_file_has_it(tmp_path, 
         resolve_model("default_x2", None, None)
     with pytest.raises(LeansrError, match="no_such_model"):
         resolve_model("no_such_model", None, None)
+
+
+def test_packaged_arm_supernet_carries_its_routing_table():
+    from leansr.arm.table import stored_table
+    from leansr.loading import packaged_checkpoint
+
+    arm = resolve_model("arm_x4", None, None)
+    assert (arm.arch, arm.scale, arm.model.widths) == ("arm_plain", 4, (16, 32))
+    table = stored_table(packaged_checkpoint("arm_x4"))
+    assert table is not None and table.routes == (0, 16, 32)
+
+
+@pytest.mark.reference
+def test_packaged_arm_supernet_full_width_is_at_least_the_default_model():
+    set5 = shared_path("data", "Set5")
+    arm = evaluate_model(resolve_model("arm_x4", None, None), set5, scale=4).psnr_y
+    default = evaluate_model(resolve_model(None, None, 4), set5, scale=4).psnr_y
+    assert arm >= default, (arm, default)
