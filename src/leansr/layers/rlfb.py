@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from leansr.layers.reduced_esa import ReducedESA
@@ -27,4 +28,5 @@ class RLFB(nn.Module):
         out = self.act(self.c1_r(x))
         out = self.act(self.c2_r(out))
         out = self.act(self.c3_r(out))
-        return self.esa(self.c5(out + x))
+        # Without autograd the residual goes in place (the activation's output is saved for backward otherwise).
+        return self.esa(self.c5(out + x if torch.is_grad_enabled() else out.add_(x)))

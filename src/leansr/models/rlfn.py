@@ -44,7 +44,7 @@ class RLFN(SRModel):
         out = shallow
         for index in range(1, self.num_blocks + 1):
             out = getattr(self, f"block_{index}")(out)
-        return self.upsampler(self.conv_2(out) + shallow)
+        return self.upsampler(self.conv_2(out).add_(shallow))
 
 
 # The NTIRE 2022 challenge repository ships the same network (`RLFN_cut`) under other names:
