@@ -46,7 +46,7 @@ def test_every_zoo_model_exports_and_runs_in_onnxruntime(name: str, tmp_path: Pa
     assert torch.allclose(loaded(x), expected, atol=TOLERANCE["fp32"], rtol=0)
 
 
-@pytest.mark.parametrize("name", ["arm_carn", "arm_fsrcnn"])
+@pytest.mark.parametrize("name", ["arm_carn", "arm_fsrcnn", "arm_plain"])
 def test_an_arm_width_exports_as_a_plain_model(name: str, tmp_path: Path) -> None:
     supernet = _small(name)
     narrow = supernet.at_width(supernet.widths[0])  # one width of the supernet, as deployed without routing

@@ -84,10 +84,10 @@ def tune_allocator() -> bool:
     """Keep freed multi-MB buffers in glibc's heap instead of returning them to the OS.
 
     Fresh mmap'd pages cost about 1.3 us per 4 KiB page to touch on a VM; with these settings the default
-    path ran 10-23% faster (performance_notes.md). Same effect as MALLOC_MMAP_THRESHOLD_ and friends. glibc
-    caps the mmap threshold at 32 MB, so larger tensors (a 200-channel concatenation at 256x256 is 52 MB)
-    would still get fresh pages on every call: mmap is switched off (M_MMAP_MAX 0; glibc still falls back
-    to it when the heap cannot grow), which made such a concatenation 3.6x faster.
+    path ran 10-23% faster (performance_notes.md). Same effect as MALLOC_MMAP_THRESHOLD_ and friends. (glibc
+    caps that threshold at 32 MB. Switching mmap off altogether made a 52 MB concatenation 3.6x faster but
+    no whole forward measurably faster, and it raised the peak RSS of a tiled 2048x2048 upscale by a third:
+    freed heap memory fragments. Not done.)
     Returns whether it applied (glibc only).
     """
     if not sys.platform.startswith("linux"):
@@ -96,9 +96,9 @@ def tune_allocator() -> bool:
         mallopt = ctypes.CDLL("libc.so.6").mallopt  # glibc's soname; find_library would spawn ldconfig
     except (OSError, AttributeError):
         return False
-    m_trim_threshold, m_top_pad, m_mmap_threshold, m_mmap_max = -1, -2, -3, -4
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
     ok = mallopt(m_mmap_threshold, 32 << 20) and mallopt(m_trim_threshold, 1 << 30)
-    return bool(ok and mallopt(m_top_pad, 256 << 20) and mallopt(m_mmap_max, 0))
+    return bool(ok and mallopt(m_top_pad, 256 << 20))
 
 
 def model_device(model: nn.Module | object) -> torch.device:
