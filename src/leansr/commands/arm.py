@@ -86,6 +86,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
 
 def run_supernet(args: argparse.Namespace) -> int:
+    if args.weights and Path(args.weights).exists() and args.output.resolve() == Path(args.weights).resolve():
+        raise LeansrError("the output must differ from the weights; `arm supernet` never overwrites its input")
     if args.output.exists() and not args.force:
         raise LeansrError(f"{args.output} exists; pass --force to overwrite it")
     plain = resolve_model(args.weights, None, None).model

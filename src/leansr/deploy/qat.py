@@ -2,11 +2,11 @@
 
 `leansr quantize` (onnxruntime static QDQ) rounds each quantized convolution's weights per output channel to
 symmetric int8 and its input and output activations per tensor to uint8; post-training, that loses 0.2-0.6 dB
-on the zoo's thin layers. Training with `model.quant_aware=true` simulates exactly that rounding in the forward
-(straight-through gradients), so the weights learn to tolerate it; quantizing the result then loses far less.
-Activation ranges are each batch's own (no observer state: checkpoints and `--resume` are unchanged); the
-first and last convolutions stay float, as `leansr quantize` keeps them by default. A fake-quantized conv keeps
-its parameters and state-dict keys: the trained checkpoint loads as the ordinary model.
+on the zoo's thin layers. Training with `model.quant_aware=true` simulates that rounding in the forward
+(straight-through gradients), so the weights learn to tolerate it; quantizing the result then loses less.
+Activation ranges are each batch's own, not the calibrated ones (no observer state: checkpoints and `--resume`
+are unchanged); the first and last convolutions stay float, as `leansr quantize` keeps them by default. A
+fake-quantized conv keeps its parameters and state-dict keys: the trained checkpoint loads as the ordinary model.
 """
 
 from __future__ import annotations

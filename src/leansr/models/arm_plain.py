@@ -3,7 +3,7 @@
 ARM's published supernets are slow at their narrow widths on a CPU: CARN-M's grouped convolutions keep 9 or 13
 channels a group and SRResNet's widths 36/52 are not multiples of the 16-channel blocks oneDNN computes in.
 This one is M+2 plain 3x3 convolutions with per-channel PReLUs, ECBSR's nearest-neighbour global residual and
-a pixel shuffle; every hidden layer slices the prefix of its channels, and the widths are multiples of 8.
+a pixel shuffle; every hidden layer slices the prefix of its channels (use widths in multiples of 16).
 A plain trained ECBSR (such as the default model) becomes its full width exactly (`leansr.arm.from_plain`).
 """
 
