@@ -114,10 +114,15 @@ def load_model(
 
 def packaged_checkpoint(name: str | os.PathLike) -> str | os.PathLike:
     """`weights/NAME.safetensors` of the package for a bare NAME that is not a file here; else `name`."""
-    packaged = resources.files("leansr") / "weights" / f"{name}.safetensors"
+    packaged = _packaged(str(name))
     if Path(name).exists() or os.sep in str(name) or not packaged.is_file():
         return name
     return Path(str(packaged))  # the package is installed as files (pyproject package-data)
+
+
+def _packaged(name: str) -> Any:
+    """The package's `weights/NAME.safetensors` (an importlib Traversable; it may not exist)."""
+    return resources.files("leansr") / "weights" / f"{name}.safetensors"
 
 
 def _onnx_descriptor(path: str | os.PathLike, scale: int | None) -> ModelDescriptor:
@@ -226,7 +231,7 @@ def resolve_model(
         return descriptor
     scale = DEFAULT_SCALE if scale is None else scale
     if model_name is None:
-        default = resources.files("leansr") / "weights" / f"default_x{scale}.safetensors"
+        default = _packaged(f"default_x{scale}")
         if default.is_file():
             with resources.as_file(default) as path:
                 return load_model(path)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
@@ -127,12 +128,21 @@ class Plan:
             out += [(r, a, b - 1, int(row[a])) for a, b in zip(starts, ends)]
         return out
 
-    def window_pixels(self, choices: np.ndarray | None = None) -> np.ndarray:
-        """LR pixels the windows of each route cover: cores, plus a halo where a run of one route ends."""
-        grid = (self.choices if choices is None else choices).reshape(len(self.rows), len(self.cols))
+    @cached_property
+    def _column_spans(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per tile column: core width, and the halo a window gets on its left and on its right."""
         widths = np.array([c.stop - c.start for c in self.cols])
         left = np.array([min(self.halo, c.start) for c in self.cols])
         right = np.array([min(self.halo, self.width - c.stop) for c in self.cols])
+        return widths, left, right
+
+    def window_pixels(self, choices: np.ndarray | None = None) -> np.ndarray:
+        """LR pixels the windows of each route cover: cores, plus a halo where a run of one route ends.
+
+        Called for every candidate choice while planning, so the per-column spans are computed once.
+        """
+        grid = (self.choices if choices is None else choices).reshape(len(self.rows), len(self.cols))
+        widths, left, right = self._column_spans
         starts = np.ones(grid.shape, dtype=bool)
         starts[:, 1:] = grid[:, 1:] != grid[:, :-1]
         ends = np.ones(grid.shape, dtype=bool)

@@ -58,10 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_calibrate(args: argparse.Namespace) -> int:
     if args.output.suffix not in (".safetensors", ".json"):
         raise LeansrError(f"-o must end in .safetensors (checkpoint with table) or .json (table), not {args.output}")
-    if args.output.resolve() == args.weights.resolve():
-        raise LeansrError("the output must differ from the weights; calibrate never overwrites its input")
-    if args.output.exists() and not args.force:
-        raise LeansrError(f"{args.output} exists; pass --force to overwrite it")
+    _check_output(args.weights, args.output, force=args.force, command="calibrate")
     if args.bins < 2:
         raise LeansrError(f"--bins must be at least 2, not {args.bins}")
     if args.threads:
@@ -86,13 +83,18 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
 
 def run_supernet(args: argparse.Namespace) -> int:
-    if args.weights and Path(args.weights).exists() and args.output.resolve() == Path(args.weights).resolve():
-        raise LeansrError("the output must differ from the weights; `arm supernet` never overwrites its input")
-    if args.output.exists() and not args.force:
-        raise LeansrError(f"{args.output} exists; pass --force to overwrite it")
+    _check_output(args.weights, args.output, force=args.force, command="`arm supernet`")
     plain = resolve_model(args.weights, None, None).model
     supernet = supernet_from_plain(plain, tuple(args.widths), extra_blocks=args.extra_blocks)
     save_checkpoint(supernet, args.output)
     source = args.weights or "the default model"
     print(f"wrote {args.output}: arm_plain, widths {list(supernet.widths)}, full width = {source}")
     return 0
+
+
+def _check_output(weights: str | Path | None, output: Path, *, force: bool, command: str) -> None:
+    """Refusals before any work: never the input, never an existing file without --force."""
+    if weights is not None and Path(weights).exists() and output.resolve() == Path(weights).resolve():
+        raise LeansrError(f"the output must differ from the weights; {command} never overwrites its input")
+    if output.exists() and not force:
+        raise LeansrError(f"{output} exists; pass --force to overwrite it")
