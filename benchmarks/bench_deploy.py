@@ -10,7 +10,8 @@ should be compared.
 - speed: PyTorch default path (deployed, channels-last) vs the fp32 ONNX file vs the int8 file (`leansr
   quantize`, default settings, calibrated on ../shared/data/train).
 - psnr: Y-PSNR (`leansr evaluate` protocol) on Set14 and BSD68, fp32 PyTorch vs int8.
-- fx: PyTorch's own x86 int8 path (FX graph mode) against onnxruntime's int8, same run.
+- fx: PyTorch's own x86 int8 path (FX graph mode, calibrated on 32 training crops) against onnxruntime's int8,
+  same run, and the FX model's Set14 Y-PSNR.
 - compile: two fresh processes sharing an empty inductor cache: the first call's time (compile + one forward).
 
     .venv/bin/python benchmarks/bench_deploy.py --threads 2 --repeats 7 [--parts parity speed fx psnr compile]
@@ -33,7 +34,7 @@ from PIL import Image
 
 from bench_inference import alternate_timings
 from leansr.deploy.onnx_export import export_onnx
-from leansr.deploy.quantize import DEFAULT_KEEP_FLOAT, quantize_model
+from leansr.deploy.quantize import DEFAULT_KEEP_FLOAT, calibration_crops, quantize_model
 from leansr.engine import upscale_tensor
 from leansr.loading import load_model as load_descriptor
 from leansr.metrics.evaluate import evaluate_model
@@ -110,13 +111,16 @@ def fx_int8_speed(name: str, out: Path, args: argparse.Namespace) -> None:
 
     torch.backends.quantized.engine = "x86"
     model = leansr_deploy(load_model(weights_path(name)))
-    calib = torch.rand(1, 3, 64, 64)
+    crops = [torch.from_numpy(c) for c in calibration_crops([SHARED / "data" / "train"], 3, 32, 128)]
     config = PrepareCustomConfig().set_non_traceable_module_classes([ReducedESA])
-    prepared = prepare_fx(copy.deepcopy(model), get_default_qconfig_mapping("x86"), (calib,),
+    prepared = prepare_fx(copy.deepcopy(model), get_default_qconfig_mapping("x86"), (crops[0],),
                           prepare_custom_config=config)
     with torch.no_grad():
-        prepared(calib)
+        for crop in crops:
+            prepared(crop)
     fx = convert_fx(prepared)
+    fx.scale, fx.in_channels = model.scale, model.in_channels  # what evaluate_model reads
+    fx_psnr = evaluate_model(fx, SHARED / "data" / "Set14", scale=model.scale).psnr_y
     torch_model, int8 = prepare_model(model), load_model(int8_file(name, out, args.keep))
     x = torch.rand(1, 3, args.size, args.size)
     fns = {"torch": lambda: upscale_tensor(torch_model, x), "fx": lambda: fx(x),
@@ -124,7 +128,8 @@ def fx_int8_speed(name: str, out: Path, args: argparse.Namespace) -> None:
     with torch.inference_mode():
         ms = {k: statistics.median(v) for k, v in alternate_timings(fns, warmup=2, repeats=args.repeats).items()}
     print(f"| {name} | {ms['torch']:.0f} | {ms['fx']:.0f} ({ms['torch'] / ms['fx']:.2f}x) | "
-          f"{ms['ort']:.0f} ({ms['torch'] / ms['ort']:.2f}x) |", flush=True)
+          f"{ms['ort']:.0f} ({ms['torch'] / ms['ort']:.2f}x) | FX int8 Set14 Y-PSNR {fx_psnr:.2f} dB |",
+          flush=True)
 
 
 def leansr_deploy(model: torch.nn.Module) -> torch.nn.Module:
