@@ -5,7 +5,8 @@ activations (one forward, `leansr.bench.counting`), peak memory (`leansr.bench.m
 on a 256x256 LR input, and Y-PSNR on each --dataset (`leansr.metrics.evaluate_model`, the code path of
 `leansr evaluate`). Timing alternates the two models round by round (`--rounds` x `--repeats` forwards each)
 so that load changes on a shared machine hit both alike; the ratio is the median of per-round ratios.
-Both wall time and process CPU time (all threads) per forward are reported, at each --threads count. The
+Both wall time and process CPU time (all threads) per forward are reported, at each --threads count, with
+the input in the engine's layout (channels-last; `--layout nchw` for the other). The
 allocator settings of the performance notes keep page-faulting of fresh buffers out of the comparison.
 
     MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=268435456 \
@@ -54,8 +55,10 @@ def forward_times(model: nn.Module, x: torch.Tensor, repeats: int) -> tuple[floa
     return statistics.median(wall), statistics.median(cpu)
 
 
-def alternate(models: dict[str, nn.Module], size: int, rounds: int, repeats: int) -> dict[str, Any]:
+def alternate(models: dict[str, nn.Module], size: int, rounds: int, repeats: int, layout: str) -> dict[str, Any]:
     x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    if layout == "channels_last":  # what leansr's engine feeds a conv model
+        x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         for model in models.values():  # warm-up
             model(x[:, : model.in_channels])
@@ -69,7 +72,7 @@ def alternate(models: dict[str, nn.Module], size: int, rounds: int, repeats: int
         "cpu_ms": {n: statistics.median(s[1] for s in v) for n, v in samples.items()},
         "wall_ratio": statistics.median(g[0] / o[0] for o, g in zip(original, ghost)),
         "cpu_ratio": statistics.median(g[1] / o[1] for o, g in zip(original, ghost)),
-        "rounds": rounds, "repeats": repeats,
+        "rounds": rounds, "repeats": repeats, "layout": layout,
     }
 
 
@@ -87,7 +90,7 @@ def measure_pair(label: str, original_path: Path, ghost_path: Path, args: argpar
     record["timing"] = {}
     for threads in args.threads:
         torch.set_num_threads(threads)
-        record["timing"][str(threads)] = alternate(models, args.size, args.rounds, args.repeats)
+        record["timing"][str(threads)] = alternate(models, args.size, args.rounds, args.repeats, args.layout)
     for dataset in args.dataset:
         for name, model in models.items():
             result = evaluate_model(model, dataset, scale=model.scale)
@@ -127,6 +130,8 @@ def main() -> int:
     parser.add_argument("--dataset", nargs="*", default=[], help="HR folders for Y-PSNR")
     parser.add_argument("--threads", type=int, nargs="+", default=[2], help="thread counts to time at")
     parser.add_argument("--size", type=int, default=256, help="LR side for cost and timing")
+    parser.add_argument("--layout", choices=("channels_last", "nchw"), default="channels_last",
+                        help="input layout while timing (the engine's default path is channels_last)")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, help="write the records here")

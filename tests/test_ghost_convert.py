@@ -174,3 +174,19 @@ def test_pairs_are_fitted_in_execution_order() -> None:
     order = [p["producer"] for p in _in_forward_order(model, find_pairs(model), _calibration(n=1, size=8))]
     assert order.index("HFABs.0.squeeze") < order.index("ERBs.1.conv1.rep_conv")
     assert order.index("ERBs.0.conv1.rep_conv") < order.index("HFABs.0.squeeze")
+
+
+def test_below_half_ratio_gets_distinct_shifts_per_copy(tmp_path) -> None:
+    model = _model("rlfn_ntire", {"num_blocks": 1}, False)
+    calibration = _calibration(n=3, size=16)
+    ghost = convert(model, calibration, ratio=0.33)  # 46/48 channels -> 16 intrinsic, two copies each
+    directions = ghost.hparams["directions"]
+    assert all(isinstance(d, list) and len(d) == 2 and d[0] != d[1] for d in directions)
+    assert calibration_error(model, ghost, calibration) > 25
+    deployed = reparameterize_model(ghost)
+    x = _calibration(n=1, size=9)
+    with torch.no_grad():
+        assert (deployed(x) - ghost(x)).abs().max() < 1e-4
+    path = save_checkpoint(deployed, tmp_path / "third.safetensors")
+    with torch.no_grad():
+        assert torch.equal(load_model(path)(x), deployed(x))

@@ -155,3 +155,24 @@ def test_padding_shift_for_exporters_equals_the_slicing_shift():
     x = torch.rand(2, 3, 5, 7, dtype=torch.float64)
     for direction in range(9):
         assert torch.equal(shifted_by_padding(x, direction), shift(x, direction))
+
+
+def test_below_half_each_copy_has_its_own_direction() -> None:
+    ghost = randomize(GhostConv(4, 12, ratio=0.34, selection="fixed")).double()  # 5 intrinsic, 7 ghosts
+    assert (ghost.intrinsic, ghost.ghosts, ghost.shift_logits.shape[0]) == (5, 7, 2)
+    ghost.set_direction([3, 5])
+    x = _rand(1, 4, 7, 8)
+    with torch.no_grad():
+        y = ghost.primary(x)
+        sliced = ghost.train()(x)  # fixed selection trains on the slicing path
+        official = ghost.eval()(x)  # the one-hot depthwise conv
+        deployed = reparameterize_model(ghost)(x)
+    assert relative_error(sliced, official) < 1e-12 and relative_error(deployed, official) < 1e-12
+    assert torch.equal(official[:, 5:10], shift(y, 3)) and torch.equal(official[:, 10:], shift(y[:, :2], 5))
+
+
+def test_copies_with_different_shifts_refuse_to_fold() -> None:
+    producer = GhostConv(3, 10, ratio=0.3, direction=[6, 6, 2])
+    producer.fold_output = True
+    with pytest.raises(ValueError, match="fold"):
+        producer.fuse()

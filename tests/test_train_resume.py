@@ -156,3 +156,19 @@ def test_sigterm_checkpoints_and_exits_cleanly(train_dir, tmp_path):
     assert process.returncode == 0, err[-1000:]
     assert "stopped at iteration" in err
     assert len(checkpoints.list_checkpoints(run)) == 1
+
+
+def test_channels_last_batches_train_the_same_model(train_dir, tmp_path):
+    layouts = []
+    runs = {}
+    for flag in ("true", "false"):
+        trainer = Trainer(tiny_config(train_dir, tmp_path / flag, f"channels_last={flag}"), tmp_path / flag)
+        handle = trainer.model.register_forward_pre_hook(
+            lambda module, inputs: layouts.append(inputs[0].is_contiguous(memory_format=torch.channels_last)
+                                                  and not inputs[0].is_contiguous()))
+        trainer.train()
+        handle.remove()
+        runs[flag] = trainer.model.state_dict()
+    assert layouts[0] and not layouts[-1]  # the layout really changed between the two runs
+    for key, value in runs["true"].items():
+        assert torch.allclose(value, runs["false"][key], atol=1e-5), key  # only rounding differs

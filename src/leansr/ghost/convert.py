@@ -12,7 +12,8 @@ Per convertible pair (producer -> consumer, `leansr.models.ghostsr.find_pairs`),
    (PReLU) are permuted the same way.
 3. Direction. Per layer: the shift whose least-squares refit of the consumer leaves the smallest error on the
    calibration patches (for large consumers, over 1024 inputs, the shift that best reproduces the replaced
-   filters' responses). Per channel: the latter, channel by channel.
+   filters' responses). Below ratio 0.5 each copy of the intrinsic features gets its own, distinct shift,
+   chosen greedily copy by copy the same way. Per channel: the response match, channel by channel.
 4. Refit. The consumer (its intrinsic rows, if it is itself a ghost conv) is refit by ridge least squares on
    its actual inputs in the partly converted model against the original model's outputs, pulled towards the
    permuted initial weights.
@@ -263,19 +264,37 @@ def _choose_direction(ghost: nn.Module, pair: Pair, order: list[int | None], tar
                       candidates: tuple[int, ...], *, search: bool) -> Any:
     module: GhostConv = ghost.get_submodule(pair["producer"])
     conv = _consumer_conv(ghost, pair["consumer"])
-    if search and module.shift_logits.shape[0] == 1 and conv.weight[0].numel() <= MAX_LS_SEARCH_INPUTS:
-        errors = []
-        for direction in candidates:
-            module.set_direction(direction)
-            errors.append(_fit(ghost, pair, targets, rows, x, generator, max_rows=MAX_SEARCH_ROWS)[2])
-        best = candidates[int(torch.tensor(errors).argmin())]
-    else:
-        per_ghost = _response_match(targets[pair["producer"]], order, module.intrinsic)[:, list(candidates)]
-        picks = per_ghost.sum(0, keepdim=True) if module.shift_logits.shape[0] == 1 else per_ghost
-        chosen = [candidates[int(i)] for i in picks.argmin(1)]
-        best = chosen[0] if module.shift_logits.shape[0] == 1 else chosen
+    per_slot = _response_match(targets[pair["producer"]], order, module.intrinsic)[:, list(candidates)]
+    if module.per_channel:
+        best: Any = [candidates[int(i)] for i in per_slot.argmin(1)]
+        module.set_direction(best)
+        return best
+    chosen = _per_copy(per_slot, module.intrinsic, candidates)
+    if search and conv.weight[0].numel() <= MAX_LS_SEARCH_INPUTS:
+        for copy in range(len(chosen)):  # greedy, one copy at a time, the others held
+            errors = {}
+            for direction in _free(candidates, chosen[:copy] + chosen[copy + 1 :]):
+                module.set_direction(chosen[:copy] + [direction] + chosen[copy + 1 :])
+                errors[direction] = _fit(ghost, pair, targets, rows, x, generator, max_rows=MAX_SEARCH_ROWS)[2]
+            chosen[copy] = min(errors, key=errors.get)
+    best = chosen[0] if len(chosen) == 1 else chosen
     module.set_direction(best)
     return best
+
+
+def _per_copy(per_slot: Tensor, intrinsic: int, candidates: tuple[int, ...]) -> list[int]:
+    """One direction per copy of the intrinsic features, by summed response error, copies kept distinct."""
+    chosen: list[int] = []
+    for first in range(0, per_slot.shape[0], intrinsic):
+        score = per_slot[first : first + intrinsic].sum(0)
+        allowed = _free(candidates, chosen)
+        chosen.append(min(allowed, key=lambda d: float(score[candidates.index(d)])))
+    return chosen
+
+
+def _free(candidates: tuple[int, ...], taken: list[int]) -> list[int]:
+    """Candidates no other copy uses (a repeated shift would only duplicate channels), or all if none is left."""
+    return [d for d in candidates if d not in taken] or list(candidates)
 
 
 def _response_match(output: Tensor, order: list[int | None], intrinsic: int) -> Tensor:

@@ -2,7 +2,7 @@
 
 A ghost conv runs a primary conv to `ceil(ratio * C)` *intrinsic* channels and appends `C - intrinsic`
 *ghost* channels, ghost i = intrinsic (i mod intrinsic) shifted by one of the 9 offsets of a 3x3 window
-(zero fill). Direction k = 3*r + c (the one-hot position in the official 3x3 kernel) moves content by
+(zero fill); below ratio 0.5 the intrinsic features are copied more than once, each copy with its own shift. Direction k = 3*r + c (the one-hot position in the official 3x3 kernel) moves content by
 (dy, dx) = (r - 1, c - 1): `ghost[i, j] = y[i + dy, j + dx]`; k = 4 is a plain copy.
 
 Training form (`GhostConv`): the official MindSpore code learns one direction per layer as a 3x3 weight,
@@ -80,10 +80,37 @@ def ghost_sources(intrinsic: int, ghosts: int) -> list[int]:
     return [i % intrinsic for i in range(ghosts)]
 
 
-def _gather_sources(y: Tensor, intrinsic: int, ghosts: int) -> Tensor:
-    if ghosts <= intrinsic:
-        return y[:, :ghosts]
-    return y[:, torch.tensor(ghost_sources(intrinsic, ghosts), device=y.device)]
+def direction_rows(intrinsic: int, ghosts: int, per_channel: bool) -> int:
+    """How many directions a ghost conv learns: one per ghost channel, or one per *copy* of the intrinsic
+    features (the official per-layer direction when ratio >= 0.5; below, each further copy gets its own,
+    since a second copy with the same shift would only duplicate channels)."""
+    return ghosts if per_channel else math.ceil(ghosts / intrinsic)
+
+
+def per_ghost(directions: list[int], intrinsic: int, ghosts: int) -> list[int]:
+    """Expand per-layer/per-copy directions to one per ghost channel."""
+    if len(directions) == ghosts:
+        return list(directions)
+    if len(directions) != math.ceil(ghosts / intrinsic):
+        raise ValueError(f"{len(directions)} directions fit neither {ghosts} ghosts nor their copies")
+    return [directions[i // intrinsic] for i in range(ghosts)]
+
+
+def segments(directions: list[int], intrinsic: int, ghosts: int) -> list[tuple[int, int, int]]:
+    """(start, stop, direction) runs over the ghost channels, split where a copy of the intrinsic features
+    ends, so each run's sources are the contiguous intrinsic channels start % intrinsic onwards."""
+    out = []
+    for start, stop, direction in _runs(per_ghost(directions, intrinsic, ghosts)):
+        while start < stop:
+            end = min(stop, (start // intrinsic + 1) * intrinsic)
+            out.append((start, end, direction))
+            start = end
+    return out
+
+
+def _source(y: Tensor, intrinsic: int, start: int, stop: int) -> Tensor:
+    first = start % intrinsic
+    return y[:, first : first + stop - start]
 
 
 class GhostConv(Reparameterizable):
@@ -117,8 +144,9 @@ class GhostConv(Reparameterizable):
         self.learn_direction = selection != "fixed"  # False: shift by slicing while training
         self.fold_output = False
         self.fold_input: tuple[int, int] | None = None  # (intrinsic channels of the input, direction)
+        self.per_channel = per_channel
         self.primary = nn.Conv2d(in_channels, self.intrinsic, kernel_size, padding=kernel_size // 2, bias=bias)
-        rows = self.ghosts if per_channel else 1
+        rows = direction_rows(self.intrinsic, self.ghosts, per_channel)
         logits = torch.randn(rows, 3, 3) * 0.01
         if self.learn_direction:
             self.shift_logits = nn.Parameter(logits)
@@ -128,7 +156,7 @@ class GhostConv(Reparameterizable):
             self.set_direction(direction, strength=strength)
 
     def set_direction(self, direction: int | list[int], *, strength: float = 4.0) -> None:
-        """Make `direction` the argmax (per layer, or a list per ghost channel)."""
+        """Make `direction` the argmax (one for all rows, or a list: one per row, see `direction_rows`)."""
         rows = self.shift_logits.shape[0]
         chosen = [direction] * rows if isinstance(direction, int) else list(direction)
         if len(chosen) != rows:
@@ -158,11 +186,15 @@ class GhostConv(Reparameterizable):
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.primary(x)
-        sources = _gather_sources(y, self.intrinsic, self.ghosts)
         if self.training and not self.learn_direction:
-            return torch.cat([y, _shift_rows(sources, self.directions())], dim=1)
+            return write_ghosts(y, self.out_channels, self.directions())
         # The official form: a depthwise conv with the selection kernel (gradients reach the weights).
-        kernel = self._selection().view(-1, 1, 3, 3).expand(self.ghosts, 1, 3, 3)
+        rows = self.shift_logits.shape[0]
+        row_of_ghost = [0 if rows == 1 else (i if rows == self.ghosts else i // self.intrinsic)
+                        for i in range(self.ghosts)]
+        kernel = self._selection()[row_of_ghost].view(self.ghosts, 1, 3, 3)
+        sources = y[:, ghost_sources(self.intrinsic, self.ghosts)] if self.ghosts > self.intrinsic \
+            else y[:, : self.ghosts]
         ghosts = F.conv2d(sources, kernel.to(y.dtype), padding=1, groups=self.ghosts)
         return torch.cat([y, ghosts], dim=1)
 
@@ -172,16 +204,26 @@ class GhostConv(Reparameterizable):
             in_intrinsic, in_direction = self.fold_input
             primary = FoldedShiftConv.from_conv(primary, in_intrinsic, in_direction)
         if self.fold_output:
+            if len(set(self.directions())) > 1:
+                raise ValueError("a ghost conv whose copies shift differently cannot fold into its consumer")
             return primary
         return DeployedGhostConv(primary, self.out_channels, self.directions())
 
 
-def _shift_rows(sources: Tensor, directions: list[int]) -> Tensor:
-    out = torch.empty_like(sources)
-    if len(directions) == 1:
-        return shift_into(out, sources, directions[0])
-    for start, stop, direction in _runs(directions):
-        shift_into(out[:, start:stop], sources[:, start:stop], direction)
+def _channels_last(y: Tensor) -> bool:
+    return y.dim() == 4 and not y.is_contiguous() and y.is_contiguous(memory_format=torch.channels_last)
+
+
+def write_ghosts(y: Tensor, out_channels: int, directions: list[int]) -> Tensor:
+    """`cat([y, ghosts])` written by slicing into one preallocated buffer (no gather, no depthwise conv)."""
+    intrinsic = y.shape[1]
+    ghosts = out_channels - intrinsic
+    # In y's memory format: an NCHW buffer behind a channels-last conv costs two layout conversions a layer.
+    out = torch.empty((y.shape[0], out_channels, *y.shape[2:]), dtype=y.dtype, device=y.device,
+                      memory_format=torch.channels_last if _channels_last(y) else torch.contiguous_format)
+    out[:, :intrinsic] = y
+    for start, stop, direction in segments(directions, intrinsic, ghosts):
+        shift_into(out[:, intrinsic + start : intrinsic + stop], _source(y, intrinsic, start, stop), direction)
     return out
 
 
@@ -224,22 +266,12 @@ class DeployedGhostConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.primary(x)
-        intrinsic = y.shape[1]
-        ghosts = self.out_channels - intrinsic
         if torch.onnx.is_in_onnx_export():  # the exporter mistraces writes into a preallocated buffer
-            sources = _gather_sources(y, intrinsic, ghosts)
-            parts = [shifted_by_padding(sources[:, a:b], d) for a, b, d in _runs(self._directions)] \
-                if len(self._directions) > 1 else [shifted_by_padding(sources, self._directions[0])]
+            intrinsic = y.shape[1]
+            parts = [shifted_by_padding(_source(y, intrinsic, a, b), d)
+                     for a, b, d in segments(self._directions, intrinsic, self.out_channels - intrinsic)]
             return torch.cat([y, *parts], dim=1)
-        out = y.new_empty(y.shape[0], self.out_channels, *y.shape[2:])
-        out[:, :intrinsic] = y
-        sources = _gather_sources(y, intrinsic, ghosts)
-        if len(self._directions) == 1:
-            shift_into(out[:, intrinsic:], sources, self._directions[0])
-        else:
-            for start, stop, direction in _runs(self._directions):
-                shift_into(out[:, intrinsic + start : intrinsic + stop], sources[:, start:stop], direction)
-        return out
+        return write_ghosts(y, self.out_channels, self._directions)
 
 
 class GhostFedConv(nn.Conv2d, Reparameterizable):

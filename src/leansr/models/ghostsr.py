@@ -170,7 +170,7 @@ def ghostsr(
     if fold and directions is not None and not per_channel:
         for pair, direction in zip(pairs, directions):
             # A diagonal shift folds into a 4x4 kernel plus border taps: more than the 3x3 conv it replaces.
-            if pair["fold"] and pair["consumer"] and 0 in offset(int(direction)):
+            if pair["fold"] and pair["consumer"] and isinstance(direction, int) and 0 in offset(direction):
                 _fold(model, ghosts[pair["producer"]], pair["consumer"], int(direction))
     return model
 

@@ -331,6 +331,8 @@ class Trainer:
         lr_img, hr_img = (t.to(self.device, non_blocking=True) for t in batch)
         if self.model.in_channels == 1:
             lr_img, hr_img = rgb_to_ycbcr(lr_img)[:, :1], rgb_to_ycbcr(hr_img)[:, :1]
+        if self.config.channels_last and self.device.type == "cpu":
+            lr_img = lr_img.contiguous(memory_format=torch.channels_last)
         self.net.train()
         self.optimizer.zero_grad(set_to_none=True)
         loss, sr = self._forward_backward(lr_img, hr_img)
