@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 
 class PixelShuffleUpsampler(nn.Sequential):
@@ -20,3 +21,14 @@ def pixel_shuffle_scale(conv_out_channels: int, image_channels: int = 3) -> int 
     ratio, rest = divmod(conv_out_channels, image_channels)
     scale = round(ratio**0.5)
     return scale if rest == 0 and scale >= 1 and scale * scale == ratio else None
+
+
+def repeat_channels(x: Tensor, times: int) -> Tensor:
+    """`x.repeat_interleave(times, dim=1)` (the pixel-shuffle nets' nearest-upsampled input) in x's layout.
+
+    On a channels-last x, repeat_interleave returns NCHW, and adding that to a channels-last conv output
+    took 8 ms at 256x256 against 1 ms with both operands channels-last (the default model's forward is ~80 ms).
+    """
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return x.permute(0, 2, 3, 1).repeat_interleave(times, dim=3).permute(0, 3, 1, 2)
+    return x.repeat_interleave(times, dim=1)

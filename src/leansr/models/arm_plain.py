@@ -12,6 +12,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from leansr.layers.slimmable import SlimConv2d, SlimPReLU
+from leansr.layers.upsample import repeat_channels
 from leansr.models.arm import SlimmableSR
 
 _RGB = 3
@@ -39,4 +40,4 @@ class ARMPlain(SlimmableSR):
         for conv, act in zip(self.convs, self.acts):
             out = act(conv(out, ratio), ratio)
         out = self.convs[-1](out, ratio)
-        return self.shuffle(out + x.repeat_interleave(self.scale * self.scale, dim=1))
+        return self.shuffle(out + repeat_channels(x, self.scale * self.scale))

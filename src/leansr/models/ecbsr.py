@@ -13,6 +13,7 @@ import re
 from torch import Tensor, nn
 
 from leansr.layers.ecb import ECB
+from leansr.layers.upsample import repeat_channels
 from leansr.models._layout import Detection, StateDict, numbered, renamed
 from leansr.models.base import SRModel
 
@@ -56,7 +57,7 @@ class ECBSR(SRModel):
         self.upsampler = nn.PixelShuffle(scale)
 
     def forward_sr(self, x: Tensor) -> Tensor:
-        residual = x.repeat_interleave(self.scale * self.scale, dim=1)
+        residual = repeat_channels(x, self.scale * self.scale)
         return self.upsampler(self.backbone(x) + residual)
 
 

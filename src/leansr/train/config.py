@@ -112,7 +112,7 @@ class TrainConfig:
     checkpoint_every: int = 1000  # iterations between training checkpoints
     keep_checkpoints: int = 2  # most recent training checkpoints kept (best.pt is kept besides)
     threads: int = 0  # torch CPU threads (0 = leave torch's default)
-    channels_last: bool = True  # on CPU, batches in channels-last layout: oneDNN's faster convs (~1.25x steps)
+    channels_last: bool = True  # on CPU, batches in channels-last layout: oneDNN's faster convs (~1.2x steps)
     time_limit_min: float = 0.0  # stop with a checkpoint after this many minutes of one session (0 = none)
     output: str = "runs/{model}_x{scale}"  # run folder; {model} and {scale} are filled in
 
