@@ -2,7 +2,8 @@
 
 A ghost conv runs a primary conv to `ceil(ratio * C)` *intrinsic* channels and appends `C - intrinsic`
 *ghost* channels, ghost i = intrinsic (i mod intrinsic) shifted by one of the 9 offsets of a 3x3 window
-(zero fill); below ratio 0.5 the intrinsic features are copied more than once, each copy with its own shift. Direction k = 3*r + c (the one-hot position in the official 3x3 kernel) moves content by
+(zero fill); below ratio 0.5 the intrinsic features are copied more than once, each copy with its own
+shift. Direction k = 3*r + c (the one-hot position in the official 3x3 kernel) moves content by
 (dy, dx) = (r - 1, c - 1): `ghost[i, j] = y[i + dy, j + dx]`; k = 4 is a plain copy.
 
 Training form (`GhostConv`): the official MindSpore code learns one direction per layer as a 3x3 weight,
