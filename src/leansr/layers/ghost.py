@@ -190,9 +190,7 @@ class GhostConv(Reparameterizable):
         if self.training and not self.learn_direction:
             return write_ghosts(y, self.out_channels, self.directions())
         # The official form: a depthwise conv with the selection kernel (gradients reach the weights).
-        rows = self.shift_logits.shape[0]
-        row_of_ghost = [0 if rows == 1 else (i if rows == self.ghosts else i // self.intrinsic)
-                        for i in range(self.ghosts)]
+        row_of_ghost = per_ghost(list(range(self.shift_logits.shape[0])), self.intrinsic, self.ghosts)
         kernel = self._selection()[row_of_ghost].view(self.ghosts, 1, 3, 3)
         sources = y[:, ghost_sources(self.intrinsic, self.ghosts)] if self.ghosts > self.intrinsic \
             else y[:, : self.ghosts]
