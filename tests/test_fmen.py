@@ -15,6 +15,8 @@ from leansr.layers.reparam import is_reparameterized, reparameterize_model
 from leansr.layers.rrrb import ERB, RRRB, RepConv
 from leansr.models.fmen import detect_fmen
 from leansr.registry import detect
+from leansr.train.config import StageConfig
+from leansr.train.schedule import param_groups
 
 SIZES = [(1, 1), (2, 3), (5, 7), (9, 4)]
 OFFICIAL = ("weights", "NJU-Jet-FMEN", "test_weights.pt")
@@ -71,6 +73,26 @@ def test_hfab_with_batchnorm_fuses_exactly(n_erbs):
     assert isinstance(fused, DeployedHFAB)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
     assert _max_rel_error(block, 8) <= 1e-10
+
+
+def _after_one_adam_step(model: nn.Module, x: torch.Tensor, lr_scale: str) -> float:
+    """Mean change of the output after one Adam step (learning rate 2e-5) on an arbitrary L1 loss."""
+    with torch.no_grad():
+        before = model(x)
+    optimizer = torch.optim.Adam(param_groups(model, StageConfig(lr=2e-5, lr_scale=lr_scale)))
+    (model(x) - before.flip(-1)).abs().mean().backward()
+    optimizer.step()
+    with torch.no_grad():
+        return float((model(x) - before).abs().mean())
+
+
+@pytest.mark.reference
+def test_official_fmen_s_trains_only_with_per_tensor_learning_rates():
+    """Its folded attention weights are ~1e-7..1e-5 beside ~0.4: Adam's step of about lr on every weight
+    destroys the model, unless each tensor's rate follows its scale."""
+    x = torch.rand(2, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    assert _after_one_adam_step(load_model(shared_path(*OFFICIAL)).model.float(), x, "none") > 1.0
+    assert _after_one_adam_step(load_model(shared_path(*OFFICIAL)).model.float(), x, "weight_rms") < 0.01
 
 
 def test_zero_border_would_break_the_bn_fold():

@@ -7,8 +7,9 @@ import torch
 from conftest import shared_path
 
 from leansr import LeansrError, create_model, load_model, reparameterize_model, save_checkpoint
-from leansr.ghost.convert import calibration_error, calibration_patches, convert, kmeans
-from leansr.layers.ghost import DeployedGhostConv, FoldedShiftConv, GhostConv
+import leansr.ghost.convert as ghost_convert
+from leansr.ghost.convert import calibration_error, calibration_patches, convert, hardest_patches, kmeans
+from leansr.layers.ghost import DeployedGhostConv, FoldedShiftConv, GhostConv, ghost_sources, offset, per_ghost
 from leansr.models.ghostsr import find_pairs
 
 # (arch, constructor args, deploy before converting): every family with convertible convs.
@@ -192,6 +193,32 @@ def test_below_half_ratio_gets_distinct_shifts_per_copy(tmp_path) -> None:
         assert torch.equal(load_model(path)(x), deployed(x))
 
 
+def _tied_gaps(ghost: torch.nn.Module, producer: str, consumer: str) -> list[float]:
+    """For each ghost channel tap whose source position the consumer also reads directly: the largest
+    difference between the two weights (tied fits make them equal)."""
+    module = ghost.get_submodule(producer)
+    weight = ghost.get_submodule(consumer).primary.weight.detach()
+    directions = per_ghost(module.directions(), module.intrinsic, module.ghosts)
+    gaps = []
+    for slot, (source, direction) in enumerate(zip(ghost_sources(module.intrinsic, module.ghosts), directions)):
+        dy, dx = offset(direction)
+        for ky in range(max(0, -dy), min(3, 3 - dy)):
+            for kx in range(max(0, -dx), min(3, 3 - dx)):
+                ghost_tap = weight[:, module.intrinsic + slot, ky, kx]
+                gaps.append(float((ghost_tap - weight[:, source, ky + dy, kx + dx]).abs().max()))
+    return gaps
+
+
+def test_consumer_fit_ties_ghost_taps_to_their_source(monkeypatch) -> None:
+    model = _model("rlfn_ntire", {"num_blocks": 1}, False)
+    calibration = _calibration(n=3, size=16)
+    ghost = convert(model, calibration, ratio=0.33)
+    assert max(_tied_gaps(ghost, "block_1.c1_r", "block_1.c2_r")) < 1e-5
+    monkeypatch.setattr(ghost_convert, "TIE_GHOST_TAPS", False)  # the free fit: the same positions differ
+    free = convert(model, calibration, ratio=0.33)
+    assert max(_tied_gaps(free, "block_1.c1_r", "block_1.c2_r")) > 1e-2
+
+
 @pytest.mark.slow
 @pytest.mark.reference
 def test_official_rlfn_ntire_at_a_third_generalizes_to_other_images() -> None:
@@ -200,3 +227,16 @@ def test_official_rlfn_ntire_at_a_third_generalizes_to_other_images() -> None:
     calibration = calibration_patches([str(shared_path("data", "train"))], 4)
     held_out = calibration_patches([str(shared_path("data", "Set14"))], 4, count=8, seed=7)
     assert calibration_error(model, convert(model, calibration, ratio=0.33), held_out) > 28
+
+
+def test_hardest_patches_are_where_the_conversion_deviates_most() -> None:
+    original = torch.nn.Conv2d(3, 3, 1)
+    converted = torch.nn.Sequential(original, torch.nn.ReLU())  # differs only where the conv output is negative
+    pool = torch.rand(8, 3, 5, 5, generator=torch.Generator().manual_seed(0))
+    pool[[2, 6]] *= -1
+    pool[6] *= 2
+    with torch.no_grad():
+        original.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
+        original.bias.zero_()
+    hardest = hardest_patches(original, converted, pool, 2)
+    assert torch.equal(hardest, pool[[6, 2]])

@@ -13,7 +13,7 @@ from torch import nn
 from leansr.errors import LeansrError
 from leansr.train.config import StageConfig, load_config, save_config
 from leansr.train.ema import ModelEMA
-from leansr.train.schedule import lr_factor
+from leansr.train.schedule import lr_factor, param_groups
 
 
 def test_overrides_are_typed_by_field(tmp_path):
@@ -39,6 +39,8 @@ def test_model_args_are_typed_by_the_constructor():
     ("stage1.lr", "is not KEY=VALUE"),
     ("amp=fp8", "amp must be none, bf16 or fp16"),
     ("stage1.loss=huber", "stage1.loss must be l1 or l2"),
+    ("stage1.lr_scale=adaptive", "stage1.lr_scale must be none or weight_rms"),
+    ("skip_loss_spikes=0.5", "skip_loss_spikes must be 0"),
 ])
 def test_bad_overrides_give_one_clear_error(item, message):
     with pytest.raises(LeansrError, match=message):
@@ -79,6 +81,19 @@ def test_multistep_with_warmup():
     stage = StageConfig(iters=100, lr=1e-3, schedule="multistep", warmup_iters=4, milestones=[50, 80], gamma=0.5)
     f = lr_factor(stage)
     assert f(0) == pytest.approx(0.25) and f(49) == 1.0 and f(50) == 0.5 and f(80) == 0.25
+
+
+def test_weight_rms_scales_each_weight_tensors_lr():
+    model = nn.Sequential(nn.Conv2d(2, 4, 3), nn.Conv2d(4, 4, 3), nn.Conv2d(4, 2, 1))
+    with torch.no_grad():
+        for conv, value in zip(model, (0.1, 1e-5, 0.2)):
+            conv.weight.fill_(value)
+    stage = StageConfig(lr=1e-3)
+    assert [g["lr"] for g in param_groups(model, stage)] == [1e-3]
+    stage.lr_scale = "weight_rms"
+    groups = param_groups(model, stage)
+    assert groups[0]["lr"] == 1e-3 and len(groups[0]["params"]) == 3  # the biases
+    assert [g["lr"] for g in groups[1:]] == pytest.approx([1e-3, 1e-7, 2e-3])
 
 
 def test_ema_matches_the_recurrence():

@@ -57,6 +57,21 @@ def test_stop_and_resume_equals_a_straight_run(train_dir, tmp_path):
     assert straight.optimizer.state_dict()["state"].keys() == resumed.optimizer.state_dict()["state"].keys()
 
 
+def test_resume_with_per_tensor_learning_rates(train_dir, tmp_path):
+    extra = ("stage1.lr_scale=weight_rms",)
+    straight = Trainer(tiny_config(train_dir, tmp_path / "straight", *extra), tmp_path / "straight")
+    straight.train()
+    run = tmp_path / "interrupted"
+    Trainer(tiny_config(train_dir, run, *extra), run).train(max_steps=3)
+    resumed = Trainer(tiny_config(train_dir, run, *extra), run, resume=True)
+    assert len(resumed.optimizer.param_groups) > 2
+    resumed.train()
+    assert resumed.iteration == straight.iteration
+    a, b = _weights(straight), _weights(resumed)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
 def test_resume_inside_the_second_stage(train_dir, tmp_path):
     straight = Trainer(tiny_config(train_dir, tmp_path / "a"), tmp_path / "a")
     straight.train()
@@ -172,3 +187,25 @@ def test_channels_last_batches_train_the_same_model(train_dir, tmp_path):
     assert layouts[0] and not layouts[-1]  # the layout really changed between the two runs
     for key, value in runs["true"].items():
         assert torch.allclose(value, runs["false"][key], atol=1e-5), key  # only rounding differs
+
+
+def test_a_loss_spike_skips_its_step_and_resumes_the_same(train_dir, tmp_path):
+    extra = ("stage1.iters=30", "skip_loss_spikes=10", "checkpoint_every=100")
+    trainer = Trainer(tiny_config(train_dir, tmp_path / "run", *extra), tmp_path / "run")
+    forward_backward = trainer._forward_backward
+
+    def spiking(lr_img, hr_img):  # the loss of step 25 as if the model had exploded on that batch
+        loss, sr = forward_backward(lr_img, hr_img)
+        return (loss * 1e6 if trainer.iteration == 25 else loss), sr
+
+    trainer._forward_backward = spiking
+    trainer.train(max_steps=25)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.train(max_steps=1)
+    assert trainer.spikes.skipped == 1
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    trainer.train(max_steps=1)
+    assert not all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    assert trainer.spikes.skipped == 1
+    resumed = Trainer(tiny_config(train_dir, tmp_path / "run", *extra), tmp_path / "run", resume=True)
+    assert resumed.spikes.state_dict() == trainer.spikes.state_dict()

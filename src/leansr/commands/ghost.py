@@ -118,15 +118,15 @@ def _convert_and_configure(args: argparse.Namespace, run_dir: Path, start: float
     from leansr.checkpoint import save_checkpoint
     from leansr.loading import load_model
     from leansr.ghost import finetune
-    from leansr.ghost.convert import calibration_error, calibration_patches, convert
+    from leansr.ghost.convert import calibration_error, convert_calibrated
 
     if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
         raise LeansrError(f"{run_dir} already holds a run; pass --resume {run_dir} or another --run-dir")
     minutes = args.minutes if args.minutes is not None else (15.0 if args.recipe == "quick" else 0.0)
     original = load_model(args.weights).model
-    calibration = calibration_patches(args.data, original.scale)
-    ghost = convert(original, calibration, ratio=args.ratio, per_channel=args.per_channel,
-                    selection=finetune.recipe_selection(args.recipe), shifts=args.shifts, trunk=not args.no_trunk)
+    ghost, calibration = convert_calibrated(
+        original, args.data, ratio=args.ratio, per_channel=args.per_channel,
+        selection=finetune.recipe_selection(args.recipe), shifts=args.shifts, trunk=not args.no_trunk)
     print(f"converted {original.arch}: {calibration_error(original, ghost, calibration):.2f} dB to the original "
           f"on the calibration patches, directions {ghost.hparams['directions']}")
     init = save_checkpoint(ghost, run_dir / "converted.safetensors")

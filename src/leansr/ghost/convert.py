@@ -16,7 +16,11 @@ Per convertible pair (producer -> consumer, `leansr.models.ghostsr.find_pairs`),
    chosen greedily copy by copy the same way. Per channel: the response match, channel by channel.
 4. Refit. The consumer (its intrinsic rows, if it is itself a ghost conv) is refit by ridge least squares on
    its actual inputs in the partly converted model against the original model's outputs, pulled towards the
-   permuted initial weights.
+   permuted initial weights. Where ghosts are plain shifts of their sources at the consumer's input, the fit
+   gives each tap position around a source one weight, shared by the source and its ghosts (`_tied_taps`).
+
+`convert_calibrated` runs all this twice: the second time with the patches the first result fitted worst
+added to the calibration patches.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from leansr.errors import LeansrError
-from leansr.layers.ghost import NUM_DIRECTIONS, GhostConv, ghost_sources, shift
+from leansr.layers.ghost import NUM_DIRECTIONS, GhostConv, ghost_sources, offset, per_ghost, shift
 from leansr.models.ghostsr import Pair, find_pairs
 from leansr.registry import create_model
 
@@ -37,6 +41,8 @@ KMEANS_ITERS = 30
 # 16 calibration patches and 24,000 fitted pixels overfit: RLFN_ntire at ratio 0.33 reached 36.0 dB to the original
 # on them and -45 dB on Set14 patches; 64 and 96,000 give 34.3 and 30.7 dB (ratio 0.5: 31.5 -> 32.1 dB held out).
 CALIBRATION_PATCHES = 64
+MINING_POOL = 1024  # augmented patches searched for those the first conversion fits worst
+MINED_PATCHES = 16  # of them added to the calibration patches for the second conversion
 MAX_LS_ROWS = 96_000  # calibration pixels per least-squares fit (random subset)
 MAX_SEARCH_ROWS = 6_000  # fewer while comparing shifts: only the ranking matters there
 MAX_LS_SEARCH_INPUTS = 1024  # above this many consumer inputs, pick the shift by matching responses instead
@@ -44,6 +50,7 @@ MAX_LS_SEARCH_INPUTS = 1024  # above this many consumer inputs, pick the shift b
 # which the converted RLFN_ntire exploded, but the ratio-0.33 fine-tune then met a worse one and diverged;
 # see docs/benchmarks.md (GhostSR).
 RIDGE = 1e-3
+TIE_GHOST_TAPS = True
 SHIFT_SETS = {"axis": (1, 3, 4, 5, 7), "all": tuple(range(NUM_DIRECTIONS))}
 
 
@@ -277,12 +284,12 @@ def _choose_direction(ghost: nn.Module, pair: Pair, order: list[int | None], tar
         return best
     chosen = _per_copy(per_slot, module.intrinsic, candidates)
     if search and conv.weight[0].numel() <= MAX_LS_SEARCH_INPUTS:
-        for copy in range(len(chosen)):  # greedy, one copy at a time, the others held
+        for k in range(len(chosen)):  # greedy, one copy at a time, the others held
             errors = {}
-            for direction in _free(candidates, chosen[:copy] + chosen[copy + 1 :]):
-                module.set_direction(chosen[:copy] + [direction] + chosen[copy + 1 :])
+            for direction in _free(candidates, chosen[:k] + chosen[k + 1 :]):
+                module.set_direction(chosen[:k] + [direction] + chosen[k + 1 :])
                 errors[direction] = _fit(ghost, pair, targets, rows, x, generator, max_rows=MAX_SEARCH_ROWS)[2]
-            chosen[copy] = min(errors, key=errors.get)
+            chosen[k] = min(errors, key=errors.get)
     best = chosen[0] if len(chosen) == 1 else chosen
     module.set_direction(best)
     return best
@@ -334,14 +341,56 @@ def _fit(ghost: nn.Module, pair: Pair, targets: dict[str, Tensor], rows: dict[st
     initial = conv.weight.detach().double().flatten(1)
     if has_bias:
         initial = torch.cat([initial, conv.bias.detach().double()[:, None]], 1)
+    tie = _tied_taps(ghost, pair, conv, has_bias) if TIE_GHOST_TAPS else None
+    if tie is not None:
+        columns = columns @ tie
+        initial = initial @ tie / tie.square().sum(0)  # the tied weights closest to the initial ones
     gram = columns.T @ columns
     ridge = RIDGE * gram.diagonal().mean().clamp_min(1e-12)
     solution = torch.linalg.solve(gram + ridge * torch.eye(len(gram), dtype=gram.dtype),
                                   columns.T @ values + ridge * initial.T)
     error = float((columns @ solution - values).square().sum() / values.square().sum().clamp_min(1e-30))
+    if tie is not None:
+        solution = tie @ solution
     weight = solution[: conv.weight[0].numel()].T.reshape(conv.weight.shape)
     bias = solution[-1] if has_bias else None
     return weight, bias, error
+
+
+def _tied_taps(ghost: nn.Module, pair: Pair, conv: nn.Conv2d, has_bias: bool) -> Tensor | None:
+    """(consumer weights, tied weights) map, or None where ghosts are not plain shifts of their sources.
+
+    A consumer tap on a ghost channel reads its source one pixel away, i.e. at a tap position the source's
+    own taps (or another copy's) also read, except where the zero fill cuts it off at the border: a free
+    fit can tell those taps apart only by the border, a way to overfit. Tied, every position around a
+    source gets one weight, split evenly among the channels that read it: the fit sees each source through
+    one wider kernel, as the folded form does (RLFN_ntire, ratio 0.33: 30.52 -> 30.66 dB on held-out
+    patches; docs/benchmarks.md).
+    Only where the activation between the two commutes with the shift (`fold`): a per-channel PReLU or a
+    residual added in between makes ghosts more than shifts."""
+    module = ghost.get_submodule(pair["producer"])
+    if not pair["fold"] or not isinstance(module, GhostConv):
+        return None
+    kh, kw = conv.kernel_size
+    directions = per_ghost(module.directions(), module.intrinsic, module.ghosts)
+    sources = ghost_sources(module.intrinsic, module.ghosts)
+    keys: dict[tuple[int, int, int], int] = {}
+    owner = []  # for each full weight: the key of the tied weight it shares
+    for channel in range(conv.in_channels):
+        local = channel - pair["offset"]
+        ghost_slot = local - module.intrinsic
+        for ky in range(kh):
+            for kx in range(kw):
+                if 0 <= ghost_slot < module.ghosts:
+                    dy, dx = offset(directions[ghost_slot])
+                    key = (pair["offset"] + sources[ghost_slot], ky + dy, kx + dx)
+                else:
+                    key = (channel, ky, kx)
+                owner.append(keys.setdefault(key, len(keys)))
+    owner += [len(keys)] if has_bias else []
+    tie = torch.zeros(len(owner), max(owner) + 1, dtype=torch.float64)
+    tie[torch.arange(len(owner)), torch.tensor(owner)] = 1.0
+    return tie / tie.sum(0, keepdim=True)
 
 
 def _refit_consumer(ghost: nn.Module, pair: Pair, targets: dict[str, Tensor], rows: dict[str, list[int]],
@@ -361,14 +410,39 @@ def calibration_error(original: nn.Module, converted: nn.Module, x: Tensor) -> f
     return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
+def convert_calibrated(model: nn.Module, folders: list[str], **options: Any) -> tuple[nn.Module, Tensor]:
+    """`convert` on calibration patches from `folders`, then again with the `MINED_PATCHES` patches added on
+    which that first conversion deviates most from the original, out of `MINING_POOL` flipped and rotated
+    ones. Returns the converted model and its calibration patches.
+
+    Why: the fits extrapolate badly to content the calibration patches lack. On RLFN_ntire at ratio 0.33
+    about 1 training patch in 100-300 (saturated areas) drove the first conversion's output to ~1e2-1e3 (0-1
+    scale); the second one's worst case on contrast-clipped Set14 patches went from 4,802 to 24
+    (`benchmarks/bench_ghost_convert.py`), each such patch in fine-tuning being a wasted, harmful step."""
+    calibration = calibration_patches(folders, model.scale)
+    first = convert(model, calibration, **options)
+    pool = calibration_patches(folders, model.scale, count=MINING_POOL, seed=1, augment=True)
+    calibration = torch.cat([calibration, hardest_patches(model, first, pool, MINED_PATCHES)])
+    return convert(model, calibration, **options), calibration
+
+
+@torch.no_grad()
+def hardest_patches(original: nn.Module, converted: nn.Module, pool: Tensor, count: int) -> Tensor:
+    """The `count` patches of `pool` on which `converted` deviates most (mean absolute) from `original`."""
+    deviation = torch.cat([(converted.eval()(x) - original.eval()(x)).abs().flatten(1).mean(1)
+                           for x in pool.split(64)])
+    return pool[deviation.argsort(descending=True)[:count]]
+
+
 def calibration_patches(folders: list[str], scale: int, *, count: int = CALIBRATION_PATCHES, size: int = 48,
-                        seed: int = 0) -> Tensor:
-    """`count` LR patches (bicubic from the HR images in `folders`, or their paired LR), spread over the images."""
+                        seed: int = 0, augment: bool = False) -> Tensor:
+    """`count` LR patches (bicubic from the HR images in `folders`, or their paired LR), spread over the images;
+    `augment`: randomly flipped and rotated."""
     from leansr.train.data import PatchDataset, collect_samples
 
     samples = collect_samples(folders, scale)
     if not samples:
         raise LeansrError(f"no images found in {', '.join(folders)}")
-    dataset = PatchDataset(samples, scale=scale, patch_size=size, flip=False, rot90=False)
+    dataset = PatchDataset(samples, scale=scale, patch_size=size, flip=augment, rot90=augment)
     step = max(1, len(samples) // count)
     return torch.stack([dataset[((i * step) % len(samples), seed + i)][0] for i in range(count)])

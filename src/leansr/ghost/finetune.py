@@ -1,12 +1,14 @@
 """Fine-tune a converted GhostSR model with the `leansr train` machinery, distilling from the original.
 
-Recipes (the converted model already starts close to the original, so both use a small learning rate):
+Recipes (the converted model already starts close to the original):
 - quick: fits a wall-clock budget (`--minutes`, 15 by default): shifts fixed at the data-chosen ones (the
   shift is a slice, the cheapest training form), LR patches 48, batch 8, 200 warm-up steps then cosine over
   the steps a timed probe says fit in the time left, plus the trainer's time limit as a backstop.
 - full: hours; learned shifts (straight-through Gumbel, as the official code), patches 64, batch 16,
   20,000 steps, cosine; checkpoints every 500 steps; `--resume RUN_DIR` continues it.
 Loss: L1 to the original model's output on the same LR patch (weight 0.9) plus L1 to the HR patch (0.1).
+Models whose weight tensors differ in scale by orders of magnitude (deployed FMEN) train with per-tensor
+learning rates proportional to each tensor's scale.
 """
 
 from __future__ import annotations
@@ -31,13 +33,20 @@ from leansr.train.config import DataConfig, DistillConfig, ModelConfig, StageCon
 
 RECIPES = ("quick", "full")
 HR_WEIGHT = 0.1
-_QUICK = {"patch_size": 48, "batch_size": 8, "lr": 2e-4, "ema_decay": 0.99}
+_QUICK = {"patch_size": 48, "batch_size": 8, "lr": 6e-4, "ema_decay": 0.99}
 _FULL = {"patch_size": 64, "batch_size": 16, "lr": 2e-4, "ema_decay": 0.999, "iters": 20_000}
 _FOLD_TOLERANCE = 1e-8
 WARMUP_ITERS = 200
 # Gradient norms of RLFN_ntire ghost batches are 0.05-0.3, but a rare patch can make a converted model's output
 # explode (one batch: 2.3e5); unclipped, that one step filled Adam's second moments and stalled the quick recipe.
 GRAD_CLIP = 1.0
+# ... and, clipped or not, Adam's second moments keep such a batch's size for thousands of steps (an exploding
+# batch at step 360 of a ratio-0.33 quick run left the loss at 0.012 where it had been 0.008): skip those steps.
+SKIP_LOSS_SPIKES = 20.0
+# Above this spread of weight scales, each weight tensor's learning rate follows its scale (`lr_scale:
+# weight_rms`): deployed FMEN-S spans 5.9e6 (attention weights ~1e-7..1e-5) and one plain Adam step of 2e-5
+# destroys it; RLFN_ntire spans 47, our default model 3.3.
+MAX_WEIGHT_SCALE_SPREAD = 1e3
 
 
 def train_config(recipe: str, ghost: nn.Module, *, init: Path, teacher: Path, data: list[str], val: list[str],
@@ -46,7 +55,8 @@ def train_config(recipe: str, ghost: nn.Module, *, init: Path, teacher: Path, da
     args = {k: v for k, v in ghost.hparams.items() if k != "scale"}
     # A short warm-up, as usual from a pretrained start: Adam's first updates are full-size whatever the gradient.
     stage = StageConfig(loss="l1", iters=iters, lr=settings["lr"], schedule="cosine", min_lr=1e-6,
-                        warmup_iters=min(WARMUP_ITERS, iters // 10), grad_clip=GRAD_CLIP)
+                        warmup_iters=min(WARMUP_ITERS, iters // 10), grad_clip=GRAD_CLIP,
+                        lr_scale="weight_rms" if weight_scale_spread(ghost) > MAX_WEIGHT_SCALE_SPREAD else "none")
     return TrainConfig(
         model=ModelConfig(name="ghostsr", scale=ghost.scale, args=args, init=str(init)),
         data=DataConfig(train=list(data), val=list(val), patch_size=settings["patch_size"],
@@ -60,8 +70,15 @@ def train_config(recipe: str, ghost: nn.Module, *, init: Path, teacher: Path, da
         checkpoint_every=100 if recipe == "quick" else 500,
         threads=threads,
         time_limit_min=minutes,
+        skip_loss_spikes=SKIP_LOSS_SPIKES,
         output=str(run_dir),
     )
+
+
+def weight_scale_spread(model: nn.Module) -> float:
+    """Largest / smallest RMS among the model's weight tensors."""
+    rms = [float(p.detach().float().square().mean().sqrt()) for p in model.parameters() if p.dim() > 1]
+    return max(rms) / max(min(rms), 1e-30)
 
 
 def recipe_selection(recipe: str) -> str:

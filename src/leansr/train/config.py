@@ -60,6 +60,10 @@ class StageConfig:
     gamma: float = 0.5  # multistep decay factor
     min_lr: float = 1e-7  # cosine floor
     grad_clip: float = 0.0  # max global grad norm (0 = off)
+    # none | weight_rms: each weight tensor (biases keep lr) gets lr * its RMS / the median RMS of the model's
+    # weight tensors, at the stage's start. For models whose folded weights span orders of magnitude (deployed
+    # FMEN-S: attention weights ~1e-7 to 1e-5 beside ~0.4), where Adam's step of about lr on every weight is ruinous.
+    lr_scale: str = "none"
     # Fuse the re-parameterizable blocks (ACB, ECB, kernel bases, ...) before this stage and train the plain
     # network from then on (FIMDN: AC training, then fine-tune the fused 3x3 network).
     reparameterize: bool = False
@@ -114,6 +118,10 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads (0 = leave torch's default)
     channels_last: bool = True  # on CPU, batches in channels-last layout: oneDNN's faster convs (~1.2x steps)
     time_limit_min: float = 0.0  # stop with a checkpoint after this many minutes of one session (0 = none)
+    # Skip the optimizer step of a batch whose loss exceeds this multiple of the median of the last 100 kept
+    # steps (0 = off). One rare patch on which a model explodes (a converted GhostSR model on saturated
+    # content) otherwise fills Adam's second moments and slows every later step, gradient clipping or not.
+    skip_loss_spikes: float = 0.0
     output: str = "runs/{model}_x{scale}"  # run folder; {model} and {scale} are filled in
 
 
@@ -208,6 +216,8 @@ def validate(config: TrainConfig) -> None:
         raise LeansrError("data.patch_size must be >= 4 and data.batch_size >= 1")
     if not 0.0 <= config.distill.hr_weight <= 1.0:
         raise LeansrError("distill.hr_weight must be in [0, 1]")
+    if not (math.isfinite(config.skip_loss_spikes) and (config.skip_loss_spikes == 0 or config.skip_loss_spikes > 1)):
+        raise LeansrError("skip_loss_spikes must be 0 (off) or a factor above 1")
     if not (math.isfinite(config.time_limit_min) and config.time_limit_min >= 0):
         raise LeansrError("time_limit_min must be >= 0")
     if data.workers < 0:
@@ -228,6 +238,8 @@ def validate(config: TrainConfig) -> None:
 def _validate_stage(name: str, stage: StageConfig) -> None:
     if stage.loss not in ("l1", "l2"):
         raise LeansrError(f"{name}.loss must be l1 or l2, not {stage.loss!r}")
+    if stage.lr_scale not in ("none", "weight_rms"):
+        raise LeansrError(f"{name}.lr_scale must be none or weight_rms, not {stage.lr_scale!r}")
     if stage.schedule not in ("multistep", "cosine", "constant"):
         raise LeansrError(f"{name}.schedule must be multistep, cosine or constant, not {stage.schedule!r}")
     if stage.iters < 0 or stage.warmup_iters < 0:

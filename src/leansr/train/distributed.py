@@ -53,6 +53,17 @@ def broadcast_flag(info: DistInfo, flag: bool) -> bool:
     return bool(t.item())
 
 
+def mean_across(info: DistInfo, value: float) -> float:
+    """The mean of `value` over all ranks (so that every rank takes the same decision on it)."""
+    if not info.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t)
+    return float(t.item()) / dist.get_world_size()
+
+
 def cleanup(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()

@@ -129,3 +129,30 @@ def format_duration(seconds: float) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+class LossSpikes:
+    """Which steps to skip: a loss above `factor` x the median of the last `window` kept losses (after
+    `MIN_HISTORY` of them). Its state is part of a checkpoint, so that a resumed run skips the same steps."""
+
+    MIN_HISTORY = 20
+
+    def __init__(self, factor: float, window: int = 100) -> None:
+        self.factor, self.window = factor, window
+        self.recent: list[float] = []
+        self.skipped = 0
+
+    def is_spike(self, loss: float) -> bool:
+        if self.factor <= 0:
+            return False
+        if len(self.recent) >= self.MIN_HISTORY and loss > self.factor * sorted(self.recent)[len(self.recent) // 2]:
+            self.skipped += 1
+            return True
+        self.recent = (self.recent + [loss])[-self.window :]
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"recent": list(self.recent), "skipped": self.skipped}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.recent, self.skipped = [float(v) for v in state["recent"]], int(state["skipped"])

@@ -31,3 +31,17 @@ def lr_factor(stage: StageConfig) -> Callable[[int], float]:
 
 def build_scheduler(optimizer: torch.optim.Optimizer, stage: StageConfig) -> LambdaLR:
     return LambdaLR(optimizer, lr_factor(stage))
+
+
+def param_groups(model: torch.nn.Module, stage: StageConfig) -> list[dict]:
+    """Adam's parameter groups: one at the stage's lr, or (`lr_scale: weight_rms`) one per weight tensor at
+    lr * its RMS / the median weight RMS, biases and other vectors at lr."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if stage.lr_scale == "none":
+        return [{"params": params, "lr": stage.lr}]
+    weights = [p for p in params if p.dim() > 1]
+    rms = [float(p.detach().float().square().mean().sqrt()) for p in weights]
+    median = float(torch.tensor(rms).median()) if rms else 1.0
+    groups = [{"params": [p for p in params if p.dim() <= 1], "lr": stage.lr}]
+    groups += [{"params": [p], "lr": stage.lr * max(r, 1e-12) / max(median, 1e-12)} for p, r in zip(weights, rms)]
+    return groups

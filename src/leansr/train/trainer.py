@@ -32,12 +32,12 @@ from leansr.train.basis_schedule import training_stages
 from leansr.train.config import StageConfig, TrainConfig, save_config, to_dict
 from leansr.train import guards
 from leansr.train.data import PatchDataset, StreamSampler, collect_samples
-from leansr.train.distributed import DistInfo, barrier, broadcast_flag, cleanup, init_distributed
+from leansr.train.distributed import DistInfo, barrier, broadcast_flag, cleanup, init_distributed, mean_across
 from leansr.train.ema import ModelEMA
 from leansr.train.plots import plot_curves, read_log
 from leansr.train.runlock import RunLock, remove_stale_temp_files
 from leansr.train.runtime import autocast, install_stop_handlers
-from leansr.train.schedule import build_scheduler
+from leansr.train.schedule import build_scheduler, param_groups
 from leansr.train.supernet import step_widths
 
 log = logging.getLogger("leansr.train")
@@ -103,6 +103,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=config.amp == "fp16" and self.device.type == "cuda")
         self.iteration = 0
         self.best_psnr = -math.inf
+        self.spikes = guards.LossSpikes(config.skip_loss_spikes)
         self.elapsed_s = 0.0  # wall time over all sessions of this run
         self.stage_index = -1
         self.stop_requested = False
@@ -179,7 +180,7 @@ class Trainer:
         self.stage_index = index
         self.stage = stage
         self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=stage.lr, betas=tuple(stage.betas), weight_decay=stage.weight_decay
+            param_groups(self.model, stage), lr=stage.lr, betas=tuple(stage.betas), weight_decay=stage.weight_decay
         )
         self.scheduler = build_scheduler(self.optimizer, stage)
 
@@ -193,6 +194,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "best_psnr": self.best_psnr,
+            "loss_spikes": self.spikes.state_dict(),
             "elapsed_s": self.elapsed_s,
             # The data order is a function of (seed, iteration); see leansr.train.data.StreamSampler.
             "data": {"seed": self.config.seed, "next_batch": self.iteration},
@@ -216,6 +218,8 @@ class Trainer:
         if self.ema is not None and "ema" in state:
             self.ema.load_state_dict(state["ema"])
         self.best_psnr = float(state["best_psnr"])
+        if "loss_spikes" in state:  # checkpoints from before the option have none
+            self.spikes.load_state_dict(state["loss_spikes"])
         self.elapsed_s = float(state["elapsed_s"])
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and torch.cuda.is_available():
@@ -336,11 +340,14 @@ class Trainer:
         self.net.train()
         self.optimizer.zero_grad(set_to_none=True)
         loss, sr = self._forward_backward(lr_img, hr_img)
-        if self.stage.grad_clip > 0:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.stage.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        if self.spikes.is_spike(mean_across(self.dist, loss.item())):
+            self.optimizer.zero_grad(set_to_none=True)
+        else:
+            if self.stage.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.stage.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update(self.model)
@@ -380,6 +387,7 @@ class Trainer:
         self._write_log({"event": "train", "iter": self.iteration, "stage": self.stage_index + 1,
                          "loss": loss, "train_psnr": psnr, "lr": self.optimizer.param_groups[0]["lr"],
                          "it_per_s": it_per_s, "patches_per_s": it_per_s * self.config.data.batch_size,
+                         **({"skipped_spikes": self.spikes.skipped} if self.spikes.factor > 0 else {}),
                          "elapsed_s": self.elapsed_s})
 
     def _validate_and_maybe_checkpoint(self, bar: Any) -> None:
