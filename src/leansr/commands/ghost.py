@@ -126,7 +126,7 @@ def _convert_and_configure(args: argparse.Namespace, run_dir: Path, start: float
     original = load_model(args.weights).model
     ghost, calibration = convert_calibrated(
         original, args.data, ratio=args.ratio, per_channel=args.per_channel,
-        selection=finetune.recipe_selection(args.recipe), shifts=args.shifts, trunk=not args.no_trunk)
+        selection="fixed", shifts=args.shifts, trunk=not args.no_trunk)
     print(f"converted {original.arch}: {calibration_error(original, ghost, calibration):.2f} dB to the original "
           f"on the calibration patches, directions {ghost.hparams['directions']}")
     init = save_checkpoint(ghost, run_dir / "converted.safetensors")

@@ -4,8 +4,13 @@ Recipes (the converted model already starts close to the original):
 - quick: fits a wall-clock budget (`--minutes`, 15 by default): shifts fixed at the data-chosen ones (the
   shift is a slice, the cheapest training form), LR patches 48, batch 8, 200 warm-up steps then cosine over
   the steps a timed probe says fit in the time left, plus the trainer's time limit as a backstop.
-- full: hours; learned shifts (straight-through Gumbel, as the official code), patches 64, batch 16,
-  20,000 steps, cosine; checkpoints every 500 steps; `--resume RUN_DIR` continues it.
+- full: hours; patches 64, batch 16, 20,000 steps, cosine; checkpoints every 500 steps; `--resume RUN_DIR`
+  continues it.
+Both keep the shifts the conversion chose from data (`selection="fixed"`). Learned shifts (the official
+straight-through Gumbel selection, `selection="hard"`) draw a wrong shift for some of a converted RLFN_ntire's
+24 shift rows in most training forwards (Gumbel noise against logits of 4), and the least-squares fits
+behind each ghost hold only for its own shift: a full-recipe run so started sat at a loss of ~800 (normal:
+~0.008). The layer keeps them for training from scratch.
 Loss: L1 to the original model's output on the same LR patch (weight 0.9) plus L1 to the HR patch (0.1).
 Models whose weight tensors differ in scale by orders of magnitude (deployed FMEN) train with per-tensor
 learning rates proportional to each tensor's scale.
@@ -79,10 +84,6 @@ def weight_scale_spread(model: nn.Module) -> float:
     """Largest / smallest RMS among the model's weight tensors."""
     rms = [float(p.detach().float().square().mean().sqrt()) for p in model.parameters() if p.dim() > 1]
     return max(rms) / max(min(rms), 1e-30)
-
-
-def recipe_selection(recipe: str) -> str:
-    return "fixed" if recipe == "quick" else "hard"
 
 
 def default_iters(recipe: str) -> int:
