@@ -443,6 +443,7 @@ def calibration_patches(folders: list[str], scale: int, *, count: int = CALIBRAT
     samples = collect_samples(folders, scale)
     if not samples:
         raise LeansrError(f"no images found in {', '.join(folders)}")
-    dataset = PatchDataset(samples, scale=scale, patch_size=size, flip=augment, rot90=augment)
+    # Cached: the mining pool draws ~10 patches per image, each would decode it again.
+    dataset = PatchDataset(samples, scale=scale, patch_size=size, flip=augment, rot90=augment, cache=True)
     step = max(1, len(samples) // count)
     return torch.stack([dataset[((i * step) % len(samples), seed + i)][0] for i in range(count)])

@@ -35,6 +35,7 @@ from leansr.layers.reparam import reparameterize_model
 from leansr.loading import load_model
 from leansr.registry import create_model
 from leansr.train.config import DataConfig, DistillConfig, ModelConfig, StageConfig, TrainConfig
+from leansr.train.schedule import tensor_rms
 
 RECIPES = ("quick", "full")
 HR_WEIGHT = 0.1
@@ -82,7 +83,7 @@ def train_config(recipe: str, ghost: nn.Module, *, init: Path, teacher: Path, da
 
 def weight_scale_spread(model: nn.Module) -> float:
     """Largest / smallest RMS among the model's weight tensors."""
-    rms = [float(p.detach().float().square().mean().sqrt()) for p in model.parameters() if p.dim() > 1]
+    rms = [tensor_rms(p) for p in model.parameters() if p.dim() > 1]
     return max(rms) / max(min(rms), 1e-30)
 
 

@@ -142,9 +142,11 @@ class LossSpikes:
         self.recent: list[float] = []
         self.skipped = 0
 
+    @property
+    def enabled(self) -> bool:
+        return self.factor > 0
+
     def is_spike(self, loss: float) -> bool:
-        if self.factor <= 0:
-            return False
         if len(self.recent) >= self.MIN_HISTORY and loss > self.factor * sorted(self.recent)[len(self.recent) // 2]:
             self.skipped += 1
             return True

@@ -40,8 +40,12 @@ def param_groups(model: torch.nn.Module, stage: StageConfig) -> list[dict]:
     if stage.lr_scale == "none":
         return [{"params": params, "lr": stage.lr}]
     weights = [p for p in params if p.dim() > 1]
-    rms = [float(p.detach().float().square().mean().sqrt()) for p in weights]
+    rms = [tensor_rms(p) for p in weights]
     median = float(torch.tensor(rms).median()) if rms else 1.0
     groups = [{"params": [p for p in params if p.dim() <= 1], "lr": stage.lr}]
     groups += [{"params": [p], "lr": stage.lr * max(r, 1e-12) / max(median, 1e-12)} for p, r in zip(weights, rms)]
     return groups
+
+
+def tensor_rms(tensor: torch.Tensor) -> float:
+    return float(tensor.detach().float().square().mean().sqrt())

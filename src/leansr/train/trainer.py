@@ -340,7 +340,8 @@ class Trainer:
         self.net.train()
         self.optimizer.zero_grad(set_to_none=True)
         loss, sr = self._forward_backward(lr_img, hr_img)
-        if self.spikes.is_spike(mean_across(self.dist, loss.item())):
+        # Only when on: the check costs a device sync, and under DDP an all-reduce, per step.
+        if self.spikes.enabled and self.spikes.is_spike(mean_across(self.dist, loss.item())):
             self.optimizer.zero_grad(set_to_none=True)
         else:
             if self.stage.grad_clip > 0:
@@ -387,7 +388,7 @@ class Trainer:
         self._write_log({"event": "train", "iter": self.iteration, "stage": self.stage_index + 1,
                          "loss": loss, "train_psnr": psnr, "lr": self.optimizer.param_groups[0]["lr"],
                          "it_per_s": it_per_s, "patches_per_s": it_per_s * self.config.data.batch_size,
-                         **({"skipped_spikes": self.spikes.skipped} if self.spikes.factor > 0 else {}),
+                         **({"skipped_spikes": self.spikes.skipped} if self.spikes.enabled else {}),
                          "elapsed_s": self.elapsed_s})
 
     def _validate_and_maybe_checkpoint(self, bar: Any) -> None:
