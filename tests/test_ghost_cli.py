@@ -9,7 +9,7 @@ from train_helpers import write_images
 from leansr import create_model, load_model, save_checkpoint
 from leansr.checkpoint import read_state_dict
 from leansr.cli import main
-from leansr.layers.ghost import FoldedShiftConv
+from leansr.layers.ghost import DeployedGhostConv, FoldedShiftConv
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,10 @@ def test_bad_input_is_one_line(capsys, tmp_path, data_dir, weights) -> None:
     _one_line_error(capsys, [*base, "--ratio", "0"], "--ratio must be in (0, 1)")
     _one_line_error(capsys, [*base, "--ratio", "1.5"], "--ratio must be in (0, 1)")
     _one_line_error(capsys, [*base, "--minutes", "0"], "--minutes must be > 0")
+    _one_line_error(capsys, [*base, "--ratio-at", "conv1"], "--ratio-at takes PATTERN=R")
+    _one_line_error(capsys, [*base, "--ratio-at", "*=x"], "--ratio-at takes PATTERN=R with R a number")
+    _one_line_error(capsys, [*base, "--channel-multiple", "0"], "--channel-multiple must be >= 1")
+    _one_line_error(capsys, [*base, "--ratio-at", "nothing.*=0.5", "--iters", "0"], "matches none")
     no_ghost = save_checkpoint(create_model("imdn", num_blocks=1), tmp_path / "imdn.safetensors")
     _one_line_error(capsys, ["ghost", "--weights", str(no_ghost), "--data", str(data_dir),
                              "-o", str(tmp_path / "o.safetensors")], "no convertible conv")
@@ -45,7 +49,7 @@ def test_bad_input_is_one_line(capsys, tmp_path, data_dir, weights) -> None:
 
 def test_tiny_quick_run_writes_a_deployed_model_and_resumes(capsys, tmp_path, data_dir, weights) -> None:
     out = tmp_path / "ghost.safetensors"
-    argv = ["ghost", "--weights", str(weights), "--data", str(data_dir), "-o", str(out), "--fold",
+    argv = ["ghost", "--weights", str(weights), "--data", str(data_dir), "-o", str(out),
             "--iters", "2", "--threads", "1"]
     assert main(argv) == 0
     model = load_model(out).model
@@ -63,6 +67,13 @@ def test_tiny_quick_run_writes_a_deployed_model_and_resumes(capsys, tmp_path, da
     assert main([*argv[:-4], "--resume", str(run_dir)]) == 2
     assert main([*argv[:-4], "--resume", str(run_dir), "--force"]) == 0
     assert "2/2 fine-tuning steps" in capsys.readouterr().out
+    # The same run deployed unfolded: ghost channels as tensors, the same function.
+    unfolded = tmp_path / "unfolded.safetensors"
+    assert main([*argv[:-5], str(unfolded), "--resume", str(run_dir), "--no-fold"]) == 0
+    plain = load_model(unfolded).model
+    assert not plain.hparams["fold"] and any(isinstance(m, DeployedGhostConv) for m in plain.modules())
+    with torch.no_grad():
+        assert (plain(x) - model(x)).abs().max() < 1e-5
 
 
 def test_iters_zero_writes_the_converted_model(tmp_path, data_dir, weights) -> None:

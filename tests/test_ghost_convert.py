@@ -240,3 +240,59 @@ def test_hardest_patches_are_where_the_conversion_deviates_most() -> None:
         original.bias.zero_()
     hardest = hardest_patches(original, converted, pool, 2)
     assert torch.equal(hardest, pool[[6, 2]])
+
+
+def test_per_layer_ratios_and_channel_multiple(tmp_path) -> None:
+    model = _model("rlfn_ntire", {"num_blocks": 2}, False)  # c1_r, c2_r: 48 out; c3_r: 46 out
+    ghost = convert(model, _calibration(), ratio=0.33, layer_ratios={"block_1.*": 0.6}, multiple=16, refit=False)
+    intrinsic = {p["producer"]: ghost.get_submodule(p["producer"]).intrinsic for p in ghost.hparams["pairs"]}
+    assert intrinsic == {"block_1.c1_r": 32, "block_1.c2_r": 32, "block_1.c3_r": 32,
+                         "block_2.c1_r": 16, "block_2.c2_r": 16, "block_2.c3_r": 16}
+    # Only the layers that differ from the model's ratio carry their own (what the file records).
+    assert [p.get("ratio") for p in ghost.hparams["pairs"]] == [2 / 3, 2 / 3, 32 / 46, None, None, None]
+    x = _calibration(n=1, size=9)
+    deployed = reparameterize_model(ghost)
+    with torch.no_grad():
+        assert (deployed(x) - ghost(x)).abs().max() < 1e-4
+    path = save_checkpoint(deployed, tmp_path / "mixed.safetensors")
+    loaded = load_model(path).model
+    assert [m.primary.out_channels for m in loaded.modules() if isinstance(m, DeployedGhostConv)] == \
+        [32, 32, 32, 16, 16, 16]
+    with torch.no_grad():
+        assert torch.equal(loaded(x), deployed(x))
+    # The multiple alone: 24 of 48 (ratio 0.5) becomes 32, as oneDNN would compute anyway.
+    rounded = convert(model, _calibration(), ratio=0.5, multiple=16, refit=False)
+    assert {rounded.get_submodule(p["producer"]).intrinsic for p in rounded.hparams["pairs"]} == {32}
+
+
+def test_bad_per_layer_ratios() -> None:
+    model = _model("rlfn_ntire", {"num_blocks": 1}, False)
+    with pytest.raises(LeansrError, match="matches none of the convertible convs"):
+        convert(model, _calibration(), layer_ratios={"block_9.*": 0.5})
+    with pytest.raises(LeansrError, match="must be in"):
+        convert(model, _calibration(), layer_ratios={"*": 1.0})
+    with pytest.raises(LeansrError, match="no ghosts"):
+        convert(model, _calibration(), ratio=0.9, multiple=16)  # 44 of 48 -> 48
+    with pytest.raises(LeansrError, match="multiple must be"):
+        convert(model, _calibration(), multiple=0)
+
+
+def test_tied_prelu_slopes_make_ecbsr_fold(tmp_path) -> None:
+    model = _model("ecbsr_m4c8", {"in_channels": 3}, True)
+    pairs = [p for p in find_pairs(model, tie_slopes=True) if p["consumer"] is not None]
+    assert pairs and all(p["fold"] and p["tie_act"] for p in pairs)
+    _duplicate_filters(model, pairs)  # duplicate slopes too: tying them loses nothing
+    ghost = convert(model, _calibration(), ratio=0.5, shifts=(4,), refit=False, tie_slopes=True)
+    x = _calibration(n=1, size=9)
+    with torch.no_grad():
+        assert (ghost(x) - model(x)).abs().max() <= 1e-4 * model(x).abs().max()
+    fitted = convert(model, _calibration(n=4, size=20), ratio=0.5, tie_slopes=True)
+    folded = create_model("ghostsr", **{**fitted.hparams, "fold": True})
+    folded.load_state_dict(fitted.state_dict())
+    deployed = reparameterize_model(folded.eval().double())
+    assert sum(isinstance(m, FoldedShiftConv) for m in deployed.modules()) == len(pairs)
+    assert not any(isinstance(m, DeployedGhostConv) for m in deployed.modules())
+    with torch.no_grad():
+        assert (deployed(x.double()) - fitted.double()(x.double())).abs().max() < 1e-10
+    path = save_checkpoint(deployed.float(), tmp_path / "folded.safetensors")
+    assert load_model(path).hparams["fold"]

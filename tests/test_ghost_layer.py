@@ -14,6 +14,7 @@ from leansr.layers.ghost import (
     FoldedShiftConv,
     GhostConv,
     GhostFedConv,
+    SharedSlopePReLU,
     intrinsic_channels,
     offset,
     set_temperature,
@@ -110,6 +111,34 @@ def test_fold_with_more_ghosts_than_intrinsics() -> None:
     x = _rand(1, 3, 8, 8)
     with torch.no_grad():
         assert relative_error(reparameterize_model(chain)(x), chain(x)) < 1e-12
+
+
+@pytest.mark.parametrize("direction", [1, 3, 5, 7])
+def test_shared_slope_prelu_lets_the_shift_fold_exactly(direction: int) -> None:
+    """A per-channel PReLU whose ghosts use their sources' slopes: still the PReLU it replaces unfolded, and
+    the shift folds through it into the next conv, borders included (float64)."""
+    producer = GhostConv(3, 8, ratio=0.5, direction=direction)
+    act = SharedSlopePReLU(producer.intrinsic, producer.ghosts)
+    chain = randomize(nn.Sequential(producer, act, nn.Conv2d(8, 5, 3, padding=1)), seed=direction)
+    producer.set_direction(direction)
+    with torch.no_grad():
+        act.weight.copy_(torch.linspace(-0.5, 0.8, producer.intrinsic))
+    chain.double()
+    x = _rand(2, 3, 7, 6, seed=2)
+    unfolded = reparameterize_model(chain)
+    assert isinstance(unfolded[1], nn.PReLU) and unfolded[1].num_parameters == 8
+    plain = nn.PReLU(8).double()
+    with torch.no_grad():
+        plain.weight.copy_(act.weight[[0, 1, 2, 3, 0, 1, 2, 3]])
+        assert relative_error(unfolded(x), chain[2](plain(chain[0](x)))) < 1e-12
+    producer.fold_output, act.folded = True, True
+    chain[2] = randomize(GhostFedConv(8, 5, intrinsic=producer.intrinsic, direction=direction), seed=9).double()
+    folded = reparameterize_model(chain)
+    assert isinstance(folded[2], FoldedShiftConv) and folded[1].num_parameters == producer.intrinsic
+    for size in ((7, 6), (1, 4)):
+        x = _rand(2, 3, *size, seed=3)
+        with torch.no_grad():
+            assert relative_error(folded(x), chain(x)) < 1e-12, size
 
 
 def test_hard_selection_is_one_hot_with_straight_through_gradient() -> None:

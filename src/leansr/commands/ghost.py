@@ -22,6 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", type=Path, required=True, metavar="W", help="pretrained checkpoint to convert")
     p.add_argument("--ratio", type=float, default=0.5, metavar="R",
                    help="share of intrinsic channels, in (0, 1) (default 0.5)")
+    p.add_argument("--ratio-at", action="append", default=[], metavar="PATTERN=R",
+                   help="another ratio for the convs whose path matches the glob PATTERN (first match wins; "
+                   "repeatable), e.g. 'block_[12].*=0.6'")
+    p.add_argument("--channel-multiple", type=int, default=1, metavar="M",
+                   help="round each conv's intrinsic channels up to a multiple of M (16 suits oneDNN on CPU: "
+                   "it computes 16 output channels at a time; default 1)")
     p.add_argument("--data", nargs="+", required=True, metavar="DIR",
                    help="HR image folders: calibration patches and fine-tuning data")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="deployed model to write")
@@ -36,8 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shifts", choices=("axis", "all"), default="axis",
                    help="candidate shifts: axis (fold into 3x4 kernels; default) or all 9")
     p.add_argument("--per-channel", action="store_true", help="one shift per ghost channel (no folding)")
-    p.add_argument("--fold", action="store_true",
-                   help="fold shifts into the next 3x3 conv (fewer MACs, but 3x4 kernels run slower on CPU)")
+    p.add_argument("--no-fold", dest="fold", action="store_false",
+                   help="keep ghost channels as tensors instead of folding each shift into the next 3x3 conv "
+                   "(folded: fewer MACs and faster on CPU; needs one shift per layer, i.e. ratio >= 0.5, and ties "
+                   "a per-channel PReLU's ghost slopes to their sources')")
     p.add_argument("--no-trunk", action="store_true", help="leave convs that write into a residual trunk alone")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
@@ -95,6 +103,9 @@ def _write(args: argparse.Namespace, trained: Path, steps: tuple[int, int], run_
 def _check(args: argparse.Namespace) -> None:
     if not 0.0 < args.ratio < 1.0:
         raise LeansrError(f"--ratio must be in (0, 1), got {args.ratio}")
+    _layer_ratios(args.ratio_at)  # malformed items fail before any work
+    if args.channel_multiple < 1:
+        raise LeansrError(f"--channel-multiple must be >= 1, got {args.channel_multiple}")
     if args.minutes is not None and not args.minutes > 0:
         raise LeansrError(f"--minutes must be > 0, got {args.minutes}")
     if args.iters is not None and args.iters < 0:
@@ -106,6 +117,19 @@ def _check(args: argparse.Namespace) -> None:
     for folder in args.data:
         if not Path(folder).is_dir():
             raise LeansrError(f"--data folder {folder} does not exist")
+
+
+def _layer_ratios(items: list[str]) -> dict[str, float]:
+    ratios = {}
+    for item in items:
+        pattern, _, value = item.rpartition("=")
+        try:
+            ratios[pattern] = float(value)
+        except ValueError:
+            raise LeansrError(f"--ratio-at takes PATTERN=R with R a number, got {item!r}") from None
+        if not pattern:
+            raise LeansrError(f"--ratio-at takes PATTERN=R, got {item!r}")
+    return ratios
 
 
 def _resumed_config(run_dir: Path):  # noqa: ANN202
@@ -125,8 +149,9 @@ def _convert_and_configure(args: argparse.Namespace, run_dir: Path, start: float
     minutes = args.minutes if args.minutes is not None else (15.0 if args.recipe == "quick" else 0.0)
     original = load_model(args.weights).model
     ghost, calibration = convert_calibrated(
-        original, args.data, ratio=args.ratio, per_channel=args.per_channel,
-        selection="fixed", shifts=args.shifts, trunk=not args.no_trunk)
+        original, args.data, ratio=args.ratio, per_channel=args.per_channel, selection="fixed",
+        shifts=args.shifts, trunk=not args.no_trunk, layer_ratios=_layer_ratios(args.ratio_at),
+        multiple=args.channel_multiple, tie_slopes=args.fold and not args.per_channel)
     print(f"converted {original.arch}: {calibration_error(original, ghost, calibration):.2f} dB to the original "
           f"on the calibration patches, directions {ghost.hparams['directions']}")
     init = save_checkpoint(ghost, run_dir / "converted.safetensors")

@@ -25,6 +25,7 @@ added to the calibration patches.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from typing import Any
 
@@ -33,7 +34,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from leansr.errors import LeansrError
-from leansr.layers.ghost import NUM_DIRECTIONS, GhostConv, ghost_sources, offset, per_ghost, shift
+from leansr.layers.ghost import (NUM_DIRECTIONS, GhostConv, ghost_sources, intrinsic_channels, offset, per_ghost,
+                                 shift)
 from leansr.models.ghostsr import Pair, find_pairs
 from leansr.registry import create_model
 
@@ -64,6 +66,9 @@ def convert(
     shifts: str | tuple[int, ...] = "axis",
     refit: bool = True,
     trunk: bool = True,
+    layer_ratios: dict[str, float] | None = None,
+    multiple: int = 1,
+    tie_slopes: bool = False,
     seed: int = 0,
 ) -> nn.Module:
     """A `ghostsr` model built from `model` (made by `create_model`/`load_model`), fitted on `calibration`.
@@ -74,6 +79,8 @@ def convert(
     axis shifts and 0.68x with diagonal ones (a tuple of direction indices also works). `refit=False` skips the least-squares steps (shifts then
     chosen by matching responses): the bare clustering and permutation, for comparison. `trunk`: also the
     convs that write into a residual trunk where that is sound (RLFN's `c3_r`; `leansr.models.ghostsr`).
+    `layer_ratios` and `multiple`: per-layer intrinsic counts, see `set_layer_ratios`. `tie_slopes`: a
+    per-channel PReLU after a ghost conv gives each ghost its source's slope, so the shift folds (ECBSR).
     """
     candidates = SHIFT_SETS.get(shifts) if isinstance(shifts, str) else tuple(shifts)
     if not candidates or not all(0 <= d < NUM_DIRECTIONS for d in candidates):
@@ -84,10 +91,11 @@ def convert(
         raise LeansrError("convert a zoo model loaded with load_model (not an already converted GhostSR model)")
     model = model.float().eval()
     # Trunk convs only where each trunk space can take its own channel order (RLFN); see find_pairs.
-    pairs = [p for p in find_pairs(model, trunk=trunk) if p["consumer"] is not None]
+    pairs = [p for p in find_pairs(model, trunk=trunk, tie_slopes=tie_slopes) if p["consumer"] is not None]
     if not pairs:
         raise LeansrError(f"{model.arch} has no convertible conv (no 3x3 conv whose output channels are free)")
     pairs = _in_forward_order(model, pairs, calibration[:1])
+    set_layer_ratios(model, pairs, ratio, layer_ratios or {}, multiple)
     base_args = {k: v for k, v in model.hparams.items() if k != "scale"}
     ghost = create_model(
         "ghostsr", scale=model.scale, base=model.arch, base_args=base_args,
@@ -112,6 +120,34 @@ def convert(
             _refit_consumer(ghost, pair, targets, row_order, calibration, generator)
     ghost.hparams["directions"] = directions
     return ghost
+
+
+def set_layer_ratios(model: nn.Module, pairs: list[Pair], ratio: float, layer_ratios: dict[str, float],
+                     multiple: int) -> None:
+    """Give a pair its own `ratio` where it differs from the model's: the first of `layer_ratios` (glob
+    pattern on the producer's path -> ratio) that matches it, and intrinsic counts rounded up to a multiple
+    of `multiple`.
+
+    Why a multiple: oneDNN computes a CPU conv's output channels in blocks (16 here), so RLFN_ntire's 48->24
+    costs what 48->32 does; rounding 24 up to 32 buys capacity for nothing, down to 16 buys time.
+    """
+    if multiple < 1:
+        raise LeansrError(f"the channel multiple must be >= 1, got {multiple}")
+    for pattern, value in layer_ratios.items():
+        if not 0.0 < value < 1.0:
+            raise LeansrError(f"the ratio for {pattern} must be in (0, 1), got {value}")
+        if not any(fnmatch.fnmatchcase(p["producer"], pattern) for p in pairs):
+            names = ", ".join(p["producer"] for p in pairs)
+            raise LeansrError(f"{pattern} matches none of the convertible convs ({names})")
+    for pair in pairs:
+        channels = model.get_submodule(pair["producer"]).out_channels
+        own = next((v for k, v in layer_ratios.items() if fnmatch.fnmatchcase(pair["producer"], k)), ratio)
+        intrinsic = math.ceil(intrinsic_channels(channels, own) / multiple) * multiple
+        if intrinsic >= channels:
+            raise LeansrError(f"{pair['producer']}: ratio {own} with channel multiple {multiple} keeps all "
+                              f"{channels} channels intrinsic (no ghosts); lower its ratio or the multiple")
+        if intrinsic != intrinsic_channels(channels, ratio):
+            pair["ratio"] = intrinsic / channels
 
 
 def _in_forward_order(model: nn.Module, pairs: list[Pair], x: Tensor) -> list[Pair]:
@@ -210,6 +246,8 @@ def _install(model: nn.Module, ghost: nn.Module, pairs: list[Pair], rows: dict[s
             old = model.get_submodule(pair["act"]).weight.detach()
             intrinsic = rows[pair["producer"]]
             slopes = [old[i if i is not None else intrinsic[s % len(intrinsic)]] for s, i in enumerate(order)]
+            if pair.get("tie_act"):  # one slope per source, its ghosts' included
+                slopes = slopes[: len(intrinsic)]
             with torch.no_grad():
                 ghost.get_submodule(pair["act"]).weight.copy_(torch.stack(slopes))
     for path, weight in weights.items():

@@ -273,6 +273,33 @@ class DeployedGhostConv(nn.Module):
         return write_ghosts(y, self.out_channels, self._directions)
 
 
+class SharedSlopePReLU(Reparameterizable):
+    """PReLU after a ghost conv in which each ghost channel uses its source's slope.
+
+    Then PReLU(cat[y, shift(y)]) = cat[PReLU(y), shift(PReLU(y))] (a zero-fill shift commutes with it), so
+    the ghosts stay plain shifts and fold into the next conv like after a ReLU: with one slope per channel
+    they would not. `fuse()`: a PReLU over the intrinsic channels when the shift is folded (`folded`, set
+    with the fold partners), else over all channels with the slopes repeated.
+    """
+
+    def __init__(self, intrinsic: int, ghosts: int, init: float = 0.25) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((intrinsic,), init))
+        self.register_buffer("index", torch.tensor(list(range(intrinsic)) + ghost_sources(intrinsic, ghosts)),
+                             persistent=False)
+        self.folded = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.prelu(x, self.weight[self.index])
+
+    def fuse(self) -> nn.Module:
+        slopes = self.weight.detach() if self.folded else self.weight.detach()[self.index]
+        with torch.device(slopes.device):
+            act = nn.PReLU(len(slopes), dtype=slopes.dtype)
+        act.weight = nn.Parameter(slopes.clone())
+        return act
+
+
 class GhostFedConv(nn.Conv2d, Reparameterizable):
     """A 3x3 conv fed by a ghost tensor (through a channel-blind activation with f(0) = 0).
 

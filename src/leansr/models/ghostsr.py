@@ -13,7 +13,8 @@ Which convs, per family:
 - FMEN deployed: each ERB `conv1 -> conv2` and in each HFAB `squeeze -> first ERB`, `last ERB -> excitate`
   (LeakyReLU: foldable).
 - ECBSR deployed (our default models): every conv but the last `-> next conv` (per-channel PReLU: its
-  slopes are permuted with the channels; not foldable).
+  slopes are permuted with the channels; foldable only with `tie_slopes`, where each ghost channel takes its
+  source's slope).
 - E-RFDN (RFDB) and IMDN AIM 2019 (IMDB without CCA): `c4 -> c5` (1x1 on the concatenation, at offset 3/4).
 
 `trunk=True` also makes the convs that write into a residual trunk ghost convs:
@@ -37,7 +38,7 @@ from torch import nn
 
 from leansr.context import Context
 from leansr.errors import LeansrError
-from leansr.layers.ghost import SELECTIONS, GhostConv, GhostFedConv, offset
+from leansr.layers.ghost import SELECTIONS, GhostConv, GhostFedConv, SharedSlopePReLU, offset
 from leansr.layers.hfab import DeployedHFAB
 from leansr.layers.reparam import reparameterize_model
 from leansr.layers.residual_block_nobn import ResidualBlockNoBN
@@ -48,20 +49,25 @@ from leansr.models.imdn import IMDB
 from leansr.models.rfdn import RFDB
 from leansr.models.rlfn import RLFN
 
-Pair = dict[str, Any]  # producer, consumer, act (per-channel act module or None), offset, fold
+Pair = dict[str, Any]  # producer, consumer, act (per-channel act module or None), offset, fold[, ratio]
 
 
 def _pair(producer: str, consumer: str | None, *, act: str | None = None, offset: int = 0, fold: bool = True,
-          rows: list[str] | None = None, cols: list[str] | None = None) -> Pair:
-    """`rows` / `cols`: further convs whose output rows / input columns follow the producer's channel order."""
+          rows: list[str] | None = None, cols: list[str] | None = None, tie_act: bool = False) -> Pair:
+    """`rows` / `cols`: further convs whose output rows / input columns follow the producer's channel order;
+    `tie_act`: the per-channel `act` becomes a `SharedSlopePReLU` (ghosts use their sources' slopes)."""
     pair = {"producer": producer, "consumer": consumer, "act": act, "offset": offset, "fold": fold}
     if rows or cols:
         pair.update(rows=list(rows or []), cols=list(cols or []))
+    if tie_act:
+        pair["tie_act"] = True
     return pair
 
 
-def find_pairs(model: nn.Module, *, trunk: bool = False) -> list[Pair]:
-    """Convertible (producer, consumer) pairs of a zoo model, in forward order; `trunk`: see the module doc."""
+def find_pairs(model: nn.Module, *, trunk: bool = False, tie_slopes: bool = False) -> list[Pair]:
+    """Convertible (producer, consumer) pairs of a zoo model, in forward order; `trunk`: see the module doc;
+    `tie_slopes`: per-channel PReLUs after ghost convs share slopes between ghost and source, which makes
+    those pairs foldable (ECBSR)."""
     pairs: list[Pair] = []
     for name, module in model.named_modules():
         p = f"{name}." if name else ""
@@ -82,7 +88,7 @@ def find_pairs(model: nn.Module, *, trunk: bool = False) -> list[Pair]:
         elif isinstance(module, ERB) and isinstance(module.conv1, RepConv) and not _inside_hfab(name, model):
             pairs.append(_pair(f"{p}conv1.rep_conv", f"{p}conv2.rep_conv"))
         elif isinstance(module, ECBSR):
-            pairs += _ecbsr_pairs(module, p)
+            pairs += _ecbsr_pairs(module, p, tie_slopes)
         elif isinstance(module, RFDB):
             pairs.append(_pair(f"{p}c4", f"{p}c5", offset=3 * module.c4.out_channels, fold=False))
         elif isinstance(module, IMDB) and isinstance(module.cca, nn.Identity):
@@ -120,14 +126,16 @@ def _inside_hfab(name: str, model: nn.Module) -> bool:
     return any(isinstance(model.get_submodule(".".join(parts[:i])), DeployedHFAB) for i in range(1, len(parts)))
 
 
-def _ecbsr_pairs(model: ECBSR, p: str) -> list[Pair]:
+def _ecbsr_pairs(model: ECBSR, p: str, tie_slopes: bool) -> list[Pair]:
     layers = list(model.backbone)
     pairs = []
     for i in range(len(layers) - 1):
         act = layers[i].act
         per_channel = isinstance(act, nn.PReLU) and act.num_parameters > 1
+        tie = per_channel and tie_slopes
         pairs.append(_pair(f"{p}backbone.{i}.conv", f"{p}backbone.{i + 1}.conv",
-                           act=f"{p}backbone.{i}.act" if per_channel else None, fold=not per_channel))
+                           act=f"{p}backbone.{i}.act" if per_channel else None, fold=tie or not per_channel,
+                           tie_act=tie))
     return pairs
 
 
@@ -147,8 +155,10 @@ def ghostsr(
 ) -> nn.Module:
     """`base` (built with `base_args`, fused first if `base_deployed`) with each pair's producer a ghost conv.
 
-    `pairs` default to every convertible pair (`find_pairs`); `directions` (one per pair) freeze-start the
-    shifts and, with `fold`, fold them into the consumers when the model is re-parameterized.
+    `pairs` default to every convertible pair (`find_pairs`); a pair's own `ratio` overrides `ratio` for its
+    producer (per-layer intrinsic counts, `leansr.ghost.convert.set_layer_ratios`). `directions` (one per
+    pair) freeze-start the shifts and, with `fold`, fold them into the consumers when the model is
+    re-parameterized.
     """
     if not 0.0 < ratio < 1.0:
         raise LeansrError(f"ghost ratio must be in (0, 1), got {ratio}")
@@ -166,12 +176,17 @@ def ghostsr(
     ghosts = {}
     for index, pair in enumerate(pairs):
         direction = None if directions is None else directions[index]
-        ghosts[pair["producer"]] = _swap_producer(model, pair["producer"], ratio, per_channel, selection, direction)
+        ghost = _swap_producer(model, pair["producer"], pair.get("ratio", ratio), per_channel, selection, direction)
+        ghosts[pair["producer"]] = ghost
+        if pair.get("tie_act"):
+            _set(model, pair["act"], SharedSlopePReLU(ghost.intrinsic, ghost.ghosts))
     if fold and directions is not None and not per_channel:
         for pair, direction in zip(pairs, directions):
             # A diagonal shift folds into a 4x4 kernel plus border taps: more than the 3x3 conv it replaces.
             if pair["fold"] and pair["consumer"] and isinstance(direction, int) and 0 in offset(direction):
                 _fold(model, ghosts[pair["producer"]], pair["consumer"], int(direction))
+                if pair.get("tie_act"):
+                    model.get_submodule(pair["act"]).folded = True
     return model
 
 
