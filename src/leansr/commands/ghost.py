@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-fold", dest="fold", action="store_false",
                    help="keep ghost channels as tensors instead of folding each shift into the next 3x3 conv "
                    "(folded: fewer MACs and faster on CPU; needs one shift per layer, i.e. ratio >= 0.5, and ties "
-                   "a per-channel PReLU's ghost slopes to their sources')")
+                   "a per-channel PReLU's ghost slopes to their sources)")
     p.add_argument("--no-trunk", action="store_true", help="leave convs that write into a residual trunk alone")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")

@@ -129,7 +129,8 @@ def set_layer_ratios(model: nn.Module, pairs: list[Pair], ratio: float, layer_ra
     of `multiple`.
 
     Why a multiple: oneDNN computes a CPU conv's output channels in blocks (16 here), so RLFN_ntire's 48->24
-    costs what 48->32 does; rounding 24 up to 32 buys capacity for nothing, down to 16 buys time.
+    costs what 48->32 does: rounding 24 up to 32 costs the producer nothing (a folded consumer does read
+    more), and going down to 16 saves time.
     """
     if multiple < 1:
         raise LeansrError(f"the channel multiple must be >= 1, got {multiple}")

@@ -15,8 +15,9 @@ optional.
 
 Deployed forms (re-parameterizations, `fuse()`): `DeployedGhostConv` shifts by slicing into the output
 buffer, never with a depthwise conv (3-6x slower on CPU). Where a ghost tensor feeds a 3x3 conv through an
-activation that maps 0 to 0 and treats channels alike (ReLU, LeakyReLU), the shift is folded into that
-conv (`GhostFedConv` -> `FoldedShiftConv`): the producer then emits only its intrinsic channels.
+activation that maps 0 to 0 and treats a ghost channel as its source (ReLU, LeakyReLU, a PReLU whose
+ghosts share their sources' slopes: `SharedSlopePReLU`), the shift is folded into that conv
+(`GhostFedConv` -> `FoldedShiftConv`): the producer then emits only its intrinsic channels.
 """
 
 from __future__ import annotations
@@ -301,7 +302,8 @@ class SharedSlopePReLU(Reparameterizable):
 
 
 class GhostFedConv(nn.Conv2d, Reparameterizable):
-    """A 3x3 conv fed by a ghost tensor (through a channel-blind activation with f(0) = 0).
+    """A 3x3 conv fed by a ghost tensor (through an activation with f(0) = 0 that treats each ghost channel as
+    its source: ReLU, LeakyReLU, `SharedSlopePReLU`).
 
     It computes exactly what `nn.Conv2d` computes (same keys); `fuse()` folds the producer's shift into
     the kernel so it needs only the intrinsic channels.

@@ -49,7 +49,8 @@ from leansr.models.imdn import IMDB
 from leansr.models.rfdn import RFDB
 from leansr.models.rlfn import RLFN
 
-Pair = dict[str, Any]  # producer, consumer, act (per-channel act module or None), offset, fold[, ratio]
+# producer, consumer, act (per-channel act module or None), offset, fold[, rows, cols, tie_act, ratio]
+Pair = dict[str, Any]
 
 
 def _pair(producer: str, consumer: str | None, *, act: str | None = None, offset: int = 0, fold: bool = True,
