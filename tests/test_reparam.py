@@ -45,7 +45,7 @@ def _fmen_examples() -> dict[str, list[Example]]:
 
 
 def _ghost_examples() -> dict[str, list[Example]]:
-    from leansr.layers.ghost import GhostConv, GhostFedConv
+    from leansr.layers.ghost import GhostConv, GhostFedConv, SharedSlopePReLU
 
     class FoldChain(Reparameterizable):
         """A folded shift exists only between a producer and its consumer, so they fuse together."""
@@ -66,7 +66,26 @@ def _ghost_examples() -> dict[str, list[Example]]:
         def fuse(self) -> nn.Module:
             return nn.Sequential(self.producer.fuse(), nn.ReLU(), self.consumer.fuse())
 
+    class SlopeChain(Reparameterizable):
+        """A tied PReLU between a ghost conv and its consumer: unfolded, or folded with the shift."""
+
+        def __init__(self, direction: int | None) -> None:
+            super().__init__()
+            folded = direction is not None
+            self.producer = GhostConv(4, 6, direction=direction, selection="fixed" if folded else "hard")
+            self.act = SharedSlopePReLU(self.producer.intrinsic, self.producer.ghosts)
+            self.producer.fold_output = self.act.folded = folded
+            self.consumer = GhostFedConv(6, 5, intrinsic=3, direction=direction) if folded else nn.Conv2d(6, 5, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.consumer(self.act(self.producer(x)))
+
+        def fuse(self) -> nn.Module:
+            consumer = self.consumer.fuse() if isinstance(self.consumer, GhostFedConv) else self.consumer
+            return nn.Sequential(self.producer.fuse(), self.act.fuse(), consumer)
+
     return {
+        "leansr.layers.ghost.SharedSlopePReLU": [lambda d=d: (SlopeChain(d), 4) for d in (None, 1, 5)],
         "leansr.layers.ghost.GhostConv": [
             lambda: (GhostConv(4, 6), 4),
             lambda: (GhostConv(4, 7, ratio=0.3, per_channel=True), 4),
