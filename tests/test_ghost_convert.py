@@ -9,7 +9,8 @@ from conftest import shared_path
 from leansr import LeansrError, create_model, load_model, reparameterize_model, save_checkpoint
 import leansr.ghost.convert as ghost_convert
 from leansr.ghost.convert import calibration_error, calibration_patches, convert, hardest_patches, kmeans
-from leansr.layers.ghost import DeployedGhostConv, FoldedShiftConv, GhostConv, ghost_sources, offset, per_ghost
+from leansr.layers.ghost import (DeployedGhostConv, FoldedShiftConv, GhostConv, SharedSlopePReLU, ghost_sources, offset,
+                                 per_ghost)
 from leansr.models.ghostsr import find_pairs
 
 # (arch, constructor args, deploy before converting): every family with convertible convs.
@@ -296,3 +297,7 @@ def test_tied_prelu_slopes_make_ecbsr_fold(tmp_path) -> None:
         assert (deployed(x.double()) - fitted.double()(x.double())).abs().max() < 1e-10
     path = save_checkpoint(deployed.float(), tmp_path / "folded.safetensors")
     assert load_model(path).hparams["fold"]
+    # Below ratio 0.5 the copies shift differently and never fold: slopes stay per channel.
+    third = convert(model, _calibration(), ratio=0.33, refit=False, tie_slopes=True)
+    assert not any(p.get("tie_act") or p["fold"] for p in third.hparams["pairs"])
+    assert not any(isinstance(m, SharedSlopePReLU) for m in third.modules())

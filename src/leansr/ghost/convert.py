@@ -126,7 +126,8 @@ def set_layer_ratios(model: nn.Module, pairs: list[Pair], ratio: float, layer_ra
                      multiple: int) -> None:
     """Give a pair its own `ratio` where it differs from the model's: the first of `layer_ratios` (glob
     pattern on the producer's path -> ratio) that matches it, and intrinsic counts rounded up to a multiple
-    of `multiple`.
+    of `multiple`. A pair with more ghosts than intrinsic channels keeps its own PReLU slopes: its copies
+    shift differently, so tying them (`tie_act`) would cost capacity and never let it fold.
 
     Why a multiple: oneDNN computes a CPU conv's output channels in blocks (16 here), so RLFN_ntire's 48->24
     costs what 48->32 does: rounding 24 up to 32 costs the producer nothing (a folded consumer does read
@@ -149,6 +150,9 @@ def set_layer_ratios(model: nn.Module, pairs: list[Pair], ratio: float, layer_ra
                               f"{channels} channels intrinsic (no ghosts); lower its ratio or the multiple")
         if intrinsic != intrinsic_channels(channels, ratio):
             pair["ratio"] = intrinsic / channels
+        if pair.get("tie_act") and channels - intrinsic > intrinsic:  # copies shift differently: never folds
+            del pair["tie_act"]
+            pair["fold"] = False
 
 
 def _in_forward_order(model: nn.Module, pairs: list[Pair], x: Tensor) -> list[Pair]:
