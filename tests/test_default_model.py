@@ -53,3 +53,24 @@ def test_packaged_arm_supernet_full_width_is_at_least_the_default_model():
     arm = evaluate_model(resolve_model("arm_x4", None, None), set5, scale=4).psnr_y
     default = evaluate_model(resolve_model(None, None, 4), set5, scale=4).psnr_y
     assert arm >= default, (arm, default)
+
+
+def test_packaged_ghost_default_is_folded_and_cheaper():
+    from leansr.bench.counting import count_model
+    from leansr.layers.ghost import FoldedShiftConv
+
+    ghost = resolve_model("default_x4_ghost", None, None)
+    assert (ghost.arch, ghost.scale, ghost.deployed) == ("ghostsr", 4, True)
+    assert ghost.model.hparams["base"] == "ecbsr_m10c32" and ghost.model.hparams["fold"]
+    assert sum(isinstance(m, FoldedShiftConv) for m in ghost.model.modules()) == 11  # every conv but the first
+    default = resolve_model(None, None, 4)
+    macs = [count_model(m.model, (1, 3, 32, 32)).ops.macs for m in (ghost, default)]
+    assert macs[0] < 0.4 * macs[1], macs
+
+
+@pytest.mark.reference
+def test_packaged_ghost_default_is_within_0_15_db_of_the_default_on_set5():
+    set5 = shared_path("data", "Set5")
+    ghost = evaluate_model(resolve_model("default_x4_ghost", None, None), set5, scale=4).psnr_y
+    default = evaluate_model(resolve_model(None, None, 4), set5, scale=4).psnr_y
+    assert default - 0.15 <= ghost < default, (ghost, default)
