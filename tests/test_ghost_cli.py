@@ -65,8 +65,9 @@ def test_tiny_quick_run_writes_a_deployed_model_and_resumes(capsys, tmp_path, da
     assert (run_dir / "converted.safetensors").is_file() and (run_dir / "model.safetensors").is_file()
     # A finished run resumes to the same end and rewrites OUT (with --force only).
     assert main([*argv[:-4], "--resume", str(run_dir)]) == 2
-    assert main([*argv[:-4], "--resume", str(run_dir), "--force"]) == 0
+    assert main([*argv[:-4], "--resume", str(run_dir), "--force", "--recipe", "full"]) == 0
     assert "2/2 fine-tuning steps" in capsys.readouterr().out
+    assert read_state_dict(out)[1]["extra"]["recipe"] == "quick"  # a resumed run keeps its recipe
     # The same run deployed unfolded: ghost channels as tensors, the same function.
     unfolded = tmp_path / "unfolded.safetensors"
     assert main([*argv[:-5], str(unfolded), "--resume", str(run_dir), "--no-fold"]) == 0

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from pathlib import Path
 
 from leansr.errors import LeansrError
+
+RUN_INFO = "ghost.json"  # in the run folder: what `--resume` needs beyond the training config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", nargs="+", required=True, metavar="DIR",
                    help="HR image folders: calibration patches and fine-tuning data")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="deployed model to write")
-    p.add_argument("--recipe", choices=("quick", "full"), default="quick")
+    p.add_argument("--recipe", choices=("quick", "full"),
+                   help="quick (default) or full; a resumed run keeps the recipe it started with")
     p.add_argument("--minutes", type=float, help="wall-clock budget, conversion included (quick: default 15)")
     p.add_argument("--iters", type=int,
                    help="fine-tuning steps (default: quick fits --minutes, full 20000; 0: convert only); "
@@ -63,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     wall, cpu = time.perf_counter(), time.process_time()
     run_dir = args.resume or args.run_dir or args.output.with_name(args.output.name + ".run")
+    args.recipe = (_saved_recipe(args.resume) if args.resume else None) or args.recipe or "quick"
     if args.resume is not None:
         config = _resumed_config(args.resume)
         if args.minutes is not None:
@@ -132,6 +137,14 @@ def _layer_ratios(items: list[str]) -> dict[str, float]:
     return ratios
 
 
+def _saved_recipe(run_dir: Path) -> str | None:
+    """The recipe a run folder was started with (None for folders written before this was recorded)."""
+    try:
+        return json.loads((run_dir / RUN_INFO).read_text())["recipe"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _resumed_config(run_dir: Path):  # noqa: ANN202
     from leansr.train.config import load_config
 
@@ -155,6 +168,7 @@ def _convert_and_configure(args: argparse.Namespace, run_dir: Path, start: float
     print(f"converted {original.arch}: {calibration_error(original, ghost, calibration):.2f} dB to the original "
           f"on the calibration patches, directions {ghost.hparams['directions']}")
     init = save_checkpoint(ghost, run_dir / "converted.safetensors")
+    (run_dir / RUN_INFO).write_text(json.dumps({"recipe": args.recipe}))
     if args.iters == 0:
         return None
     iters = args.iters or finetune.default_iters(args.recipe)
