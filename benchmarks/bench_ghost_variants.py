@@ -26,6 +26,7 @@ from leansr.bench.counting import count_model
 from leansr.checkpoint import save_checkpoint
 from leansr.ghost.convert import convert
 from leansr.ghost.finetune import deploy_ghost
+from leansr.layers.ghost import GhostConv
 
 
 def parse_variant(spec: str) -> tuple[str, dict[str, Any], bool]:
@@ -72,7 +73,7 @@ def main() -> int:
             model = deploy_ghost(path, fold=fold)[0].eval()
             timing = alternate({"original": original, "variant": model}, args.size, args.rounds, args.repeats,
                                "channels_last")
-            counts = sorted({m.intrinsic for m in ghost.modules() if hasattr(m, "intrinsic")})
+            counts = sorted({m.intrinsic for m in ghost.modules() if isinstance(m, GhostConv)})
             print(f"| {label} | {'/'.join(map(str, counts))} | {count_model(model, shape).ops.macs / base_macs:.3f}x "
                   f"| {timing['cpu_ratio']:.3f}x |", flush=True)
     return 0

@@ -472,8 +472,8 @@ def convert_calibrated(model: nn.Module, folders: list[str], **options: Any) -> 
 @torch.no_grad()
 def hardest_patches(original: nn.Module, converted: nn.Module, pool: Tensor, count: int) -> Tensor:
     """The `count` patches of `pool` on which `converted` deviates most (mean absolute) from `original`."""
-    deviation = torch.cat([(converted.eval()(x) - original.eval()(x)).abs().flatten(1).mean(1)
-                           for x in pool.split(64)])
+    converted, original = converted.eval(), original.eval()
+    deviation = torch.cat([(converted(x) - original(x)).abs().flatten(1).mean(1) for x in pool.split(64)])
     return pool[deviation.argsort(descending=True)[:count]]
 
 

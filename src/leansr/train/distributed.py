@@ -46,9 +46,7 @@ def broadcast_flag(info: DistInfo, flag: bool) -> bool:
     """Rank 0's decision (e.g. to stop), shared by all ranks."""
     if not info.enabled:
         return flag
-    t = torch.tensor([1 if flag else 0], dtype=torch.int64)
-    if dist.get_backend() == "nccl":
-        t = t.cuda()
+    t = _collective_tensor(1 if flag else 0, torch.int64)
     dist.broadcast(t, src=0)
     return bool(t.item())
 
@@ -57,11 +55,15 @@ def mean_across(info: DistInfo, value: float) -> float:
     """The mean of `value` over all ranks (so that every rank takes the same decision on it)."""
     if not info.enabled:
         return value
-    t = torch.tensor([value], dtype=torch.float64)
-    if dist.get_backend() == "nccl":
-        t = t.cuda()
+    t = _collective_tensor(value, torch.float64)
     dist.all_reduce(t)
     return float(t.item()) / dist.get_world_size()
+
+
+def _collective_tensor(value: float, dtype: torch.dtype) -> torch.Tensor:
+    """A one-element tensor where the process group's backend can reduce it (NCCL: on the GPU)."""
+    t = torch.tensor([value], dtype=dtype)
+    return t.cuda() if dist.get_backend() == "nccl" else t
 
 
 def cleanup(info: DistInfo) -> None:
