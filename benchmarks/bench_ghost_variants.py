@@ -4,7 +4,9 @@ Which ratio, per-layer ratios, channel multiple and folding fit a time budget do
 weights, only on the shapes, so each variant is converted without least-squares fits (`refit=False`, a
 few random calibration patches) and deployed as `leansr ghost` deploys it. Timing alternates original and
 variant round by round (`bench_ghost.alternate`, LR 256x256, channels-last), one variant after another in
-one run. A variant is `LABEL=RATIO[:multiple=M][:fold][:at=PATTERN=R]...`:
+one run. A variant is `LABEL=RATIO[:multiple=M][:fold][:notrunk][:shift=D][:at=PATTERN=R]...` (`notrunk`:
+convs that write into a residual trunk stay; `shift=D`: every layer shifts by direction D, as a trained
+model mostly does, where random patches often choose no shift):
 
     MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=268435456 \
     .venv/bin/python benchmarks/bench_ghost_variants.py --weights ../shared/weights/bytedance-RLFN/rlfn_ntire_x4.pth \
@@ -40,6 +42,10 @@ def parse_variant(spec: str) -> tuple[str, dict[str, Any], bool]:
             fold = True
         elif key == "multiple":
             kwargs["multiple"] = int(value)
+        elif key == "notrunk":
+            kwargs["trunk"] = False
+        elif key == "shift":
+            kwargs["shifts"] = (int(value),)
         elif key == "at":
             pattern, _, layer_ratio = value.rpartition("=")
             kwargs["layer_ratios"][pattern] = float(layer_ratio)

@@ -18,6 +18,7 @@ from leansr.loading import load_model
 from leansr.cli import main
 from leansr.layers.reparam import is_reparameterized
 from leansr.train import checkpoints
+from leansr.train.guards import SpikeRecovery, TrainingDiverged
 from leansr.train.trainer import Trainer
 
 
@@ -209,3 +210,59 @@ def test_a_loss_spike_skips_its_step_and_resumes_the_same(train_dir, tmp_path):
     assert trainer.spikes.skipped == 1
     resumed = Trainer(tiny_config(train_dir, tmp_path / "run", *extra), tmp_path / "run", resume=True)
     assert resumed.spikes.state_dict() == trainer.spikes.state_dict()
+
+
+def test_spike_recovery_restores_a_snapshot_older_than_the_last_kept_step():
+    state = {"value": 0}
+    recovery = SpikeRecovery(lambda: state["value"], lambda value: state.update(value=value))
+    for iteration in range(1, 201):  # snapshots at 1, 100, 200; the last two are kept
+        state["value"] = iteration
+        recovery.after_step(iteration, skipped=False)
+    state["value"] = "broken"  # step 200 was kept and broke the model: its snapshot may hold it
+    for iteration in range(201, 200 + SpikeRecovery.STREAK):
+        assert recovery.after_step(iteration, skipped=True) is None
+    assert recovery.after_step(200 + SpikeRecovery.STREAK, skipped=True) == 100
+    assert state["value"] == 100
+    for attempt in range(2, SpikeRecovery.MAX_ROLLBACKS + 2):  # it breaks again and again
+        recovery.after_step(300 + attempt, skipped=False)
+        skips = [recovery.after_step(400 + attempt + i, skipped=True) for i in range(SpikeRecovery.STREAK - 1)]
+        assert skips == [None] * (SpikeRecovery.STREAK - 1)
+        if attempt <= SpikeRecovery.MAX_ROLLBACKS:
+            assert recovery.after_step(500 + attempt, skipped=True) == 100
+        else:
+            with pytest.raises(TrainingDiverged, match="spike for 20 steps in a row"):
+                recovery.after_step(500 + attempt, skipped=True)
+
+
+def test_spike_recovery_without_an_older_snapshot_stops_in_one_line():
+    recovery = SpikeRecovery(lambda: "state", lambda value: None)
+    recovery.after_step(1, skipped=False)  # the only snapshot is of the step that broke the model
+    for iteration in range(2, 1 + SpikeRecovery.STREAK):
+        recovery.after_step(iteration, skipped=True)
+    with pytest.raises(TrainingDiverged, match="since iteration 1"):
+        recovery.after_step(1 + SpikeRecovery.STREAK, skipped=True)
+
+
+def test_a_step_that_breaks_the_model_is_rolled_back(train_dir, tmp_path):
+    """Without the rollback every later loss is a spike, every step is skipped, and the broken model is
+    what the run writes (a 30-minute GhostSR run did exactly that)."""
+    extra = ("stage1.iters=60", "stage2.iters=0", "skip_loss_spikes=10", "checkpoint_every=100")
+    trainer = Trainer(tiny_config(train_dir, tmp_path / "run", *extra), tmp_path / "run")
+    forward_backward = trainer._forward_backward
+
+    def breaking(lr_img, hr_img):  # step 31 is kept, and its update wrecks the weights
+        loss, sr = forward_backward(lr_img, hr_img)
+        if trainer.iteration == 30:
+            with torch.no_grad():
+                for p in trainer.model.parameters():
+                    p.add_(5.0)
+        return loss, sr
+
+    trainer._forward_backward = breaking
+    trainer.train()
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    rollbacks = [r for r in records if r["event"] == "rollback"]
+    assert rollbacks == [{"event": "rollback", "iter": 31 + SpikeRecovery.STREAK, "restored": 1, "last_kept": 31}]
+    assert trainer.spikes.skipped == SpikeRecovery.STREAK
+    assert max(p.abs().max().item() for p in trainer.model.parameters()) < 4.0
+    assert records[-2]["event"] == "train" and records[-2]["loss"] < 1.0

@@ -121,6 +121,7 @@ class TrainConfig:
     # Skip the optimizer step of a batch whose loss exceeds this multiple of the median of the last 100 kept
     # steps (0 = off). One rare patch on which a model explodes (a converted GhostSR model on saturated
     # content) otherwise fills Adam's second moments and slows every later step, gradient clipping or not.
+    # With it on, 20 spikes in a row (a kept step broke the model) roll back to a snapshot (guards.SpikeRecovery).
     skip_loss_spikes: float = 0.0
     output: str = "runs/{model}_x{scale}"  # run folder; {model} and {scale} are filled in
 

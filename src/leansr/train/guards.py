@@ -1,5 +1,6 @@
 """Checks that keep a run from losing work: settings that cannot take effect, bad data found up front,
-non-finite losses or weights, data-loader failures as one line, and JSON logs that stay standard JSON."""
+non-finite losses or weights, loss spikes (skipped) and a model broken by one step (rolled back),
+data-loader failures as one line, and JSON logs that stay standard JSON."""
 
 from __future__ import annotations
 
@@ -158,3 +159,54 @@ class LossSpikes:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.recent, self.skipped = [float(v) for v in state["recent"]], int(state["skipped"])
+
+
+class SpikeRecovery:
+    """Rolls the model back when the loss stays a spike for `STREAK` steps in a row.
+
+    One batch whose loss is a spike is skipped (`LossSpikes`). But a step whose loss stayed just under the
+    factor can break the model itself: a quick GhostSR run (RLFN_ntire, 30 min) went from a loss of 0.0066
+    to ~160 in one step at iteration ~3,295, and every later batch was a spike, so it skipped all 4,000+
+    remaining steps and wrote a broken model. Then the run restores the newest in-memory snapshot (model,
+    optimizer, EMA; taken every `EVERY` iterations) from before the last step it kept, and carries on with
+    the next batches; after `MAX_ROLLBACKS` it stops with one line instead.
+    """
+
+    STREAK = 20  # healthy runs skip one step in 500-1,000, never twenty in a row
+    EVERY = 100
+    MAX_ROLLBACKS = 3
+
+    def __init__(self, capture: Callable[[], Any], restore: Callable[[Any], None]) -> None:
+        self.capture, self.restore = capture, restore
+        self.rollbacks = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the snapshots (a new stage has a new optimizer, or the model changed shape)."""
+        self.snapshots: list[tuple[int, Any]] = []
+        self.streak = 0
+        self.last_kept = 0
+
+    def after_step(self, iteration: int, skipped: bool) -> int | None:
+        """Record a finished step; returns the iteration restored, when it rolls back."""
+        if not skipped:
+            self.streak, self.last_kept = 0, iteration
+            if not self.snapshots or iteration % self.EVERY == 0:
+                self.snapshots = [*self.snapshots, (iteration, self.capture())][-2:]
+            return None
+        self.streak += 1
+        if self.streak < self.STREAK:
+            return None
+        # Every step since the last kept one was a spike: that step (or one just before it) broke the model.
+        usable = [snapshot for snapshot in self.snapshots if snapshot[0] < self.last_kept]
+        if not usable or self.rollbacks >= self.MAX_ROLLBACKS:
+            raise TrainingDiverged(
+                f"training diverged by iteration {iteration}: the loss has been a spike for {self.streak} steps "
+                f"in a row since iteration {self.last_kept}"
+                + (f", after {self.rollbacks} rollbacks" if self.rollbacks else "")
+                + " (lower the learning rate)")
+        restored, state = usable[-1]
+        self.restore(state)
+        self.snapshots, self.streak = usable, 0
+        self.rollbacks += 1
+        return restored

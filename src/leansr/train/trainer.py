@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import itertools
 import json
@@ -104,6 +105,7 @@ class Trainer:
         self.iteration = 0
         self.best_psnr = -math.inf
         self.spikes = guards.LossSpikes(config.skip_loss_spikes)
+        self.recovery = guards.SpikeRecovery(self._snapshot, self._restore_snapshot)
         self.elapsed_s = 0.0  # wall time over all sessions of this run
         self.stage_index = -1
         self.stop_requested = False
@@ -179,6 +181,7 @@ class Trainer:
                                   self.stages, index)
         self.stage_index = index
         self.stage = stage
+        self.recovery.reset()  # a snapshot holds the previous stage's optimizer (and maybe model shape)
         self.optimizer = torch.optim.Adam(
             param_groups(self.model, stage), lr=stage.lr, betas=tuple(stage.betas), weight_decay=stage.weight_decay
         )
@@ -341,7 +344,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss, sr = self._forward_backward(lr_img, hr_img)
         # Only when on: the check costs a device sync, and under DDP an all-reduce, per step.
-        if self.spikes.enabled and self.spikes.is_spike(mean_across(self.dist, loss.item())):
+        skipped = self.spikes.enabled and self.spikes.is_spike(mean_across(self.dist, loss.item()))
+        if skipped:
             self.optimizer.zero_grad(set_to_none=True)
         else:
             if self.stage.grad_clip > 0:
@@ -353,9 +357,35 @@ class Trainer:
         if self.ema is not None:
             self.ema.update(self.model)
         self.iteration += 1
+        if self.spikes.enabled:
+            self._recover_if_broken(skipped)
         with torch.no_grad():
             mse = F.mse_loss(sr.detach().clamp(0, 1), hr_img).item()
         return loss.item(), 10 * math.log10(1.0 / max(mse, 1e-10))
+
+    def _recover_if_broken(self, skipped: bool) -> None:
+        restored = self.recovery.after_step(self.iteration, skipped)
+        if restored is not None:
+            log.warning("iteration %d: the loss has been a spike for %d steps in a row since iteration %d; "
+                        "restored the model of iteration %d and continuing", self.iteration,
+                        guards.SpikeRecovery.STREAK, self.recovery.last_kept, restored)
+            self._write_log({"event": "rollback", "iter": self.iteration, "restored": restored,
+                             "last_kept": self.recovery.last_kept})
+
+    def _snapshot(self) -> dict[str, Any]:
+        """A rollback point (`guards.SpikeRecovery`): model, optimizer, EMA and scaler, copied to the CPU."""
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scaler": self.scaler.state_dict()}
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        return _cpu_copy(state)
+
+    def _restore_snapshot(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])  # its learning rate is reset by the next step
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
 
     def _loss(self, sr: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.l1_loss(sr, target) if self.stage.loss == "l1" else F.mse_loss(sr, target)
@@ -449,6 +479,16 @@ class Trainer:
         if self.dist.is_main:
             with open(self.log_path, "a") as f:
                 f.write(json.dumps(guards.json_safe(record), allow_nan=False) + "\n")
+
+
+def _cpu_copy(tree: Any) -> Any:
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().to("cpu", copy=True)
+    if isinstance(tree, dict):
+        return {key: _cpu_copy(value) for key, value in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_cpu_copy(value) for value in tree)
+    return copy.deepcopy(tree)
 
 
 def _truncate_log(path: Path, iteration: int) -> None:
