@@ -265,4 +265,4 @@ def test_a_step_that_breaks_the_model_is_rolled_back(train_dir, tmp_path):
     assert rollbacks == [{"event": "rollback", "iter": 31 + SpikeRecovery.STREAK, "restored": 1, "last_kept": 31}]
     assert trainer.spikes.skipped == SpikeRecovery.STREAK
     assert max(p.abs().max().item() for p in trainer.model.parameters()) < 4.0
-    assert records[-2]["event"] == "train" and records[-2]["loss"] < 1.0
+    assert [r for r in records if r["event"] == "train"][-1]["loss"] < 1.0
