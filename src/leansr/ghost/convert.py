@@ -76,9 +76,10 @@ def convert(
     `calibration`: LR patches (N, C, h, w) on the 0-1 scale. `shifts`: "axis" (the 4 one-pixel moves along
     rows or columns, and no move) or "all" 9. Axis shifts fold into 3x4 / 4x3 kernels, diagonal ones into
     4x4 kernels, which cost a third more: on RLFN_ntire a folded ratio-0.5 model is 0.60x the MACs with
-    axis shifts and 0.68x with diagonal ones (a tuple of direction indices also works). `refit=False` skips the least-squares steps (shifts then
-    chosen by matching responses): the bare clustering and permutation, for comparison. `trunk`: also the
-    convs that write into a residual trunk where that is sound (RLFN's `c3_r`; `leansr.models.ghostsr`).
+    axis shifts and 0.68x with diagonal ones (a tuple of direction indices also works). `refit=False` skips
+    the least-squares steps (shifts then chosen by matching responses): the bare clustering and permutation,
+    for comparison. `trunk`: also the convs that write into a residual trunk where that is sound (RLFN's
+    `c3_r`; `leansr.models.ghostsr`).
     `layer_ratios` and `multiple`: per-layer intrinsic counts, see `set_layer_ratios`. `tie_slopes`: a
     per-channel PReLU after a ghost conv gives each ghost its source's slope, so the shift folds (ECBSR).
     """

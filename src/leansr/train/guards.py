@@ -166,10 +166,10 @@ class SpikeRecovery:
 
     One batch whose loss is a spike is skipped (`LossSpikes`). But a step whose loss stayed just under the
     factor can break the model itself: a quick GhostSR run (RLFN_ntire, 30 min) went from a loss of 0.0066
-    to ~160 between iterations 3,290 and 3,300 (two steps kept), and every later batch was a spike, so it skipped all 4,000+
-    remaining steps and wrote a broken model. Then the run restores the newest in-memory snapshot (model,
-    optimizer, EMA; taken every `EVERY` iterations) from before the last step it kept, and carries on with
-    the next batches; after `MAX_ROLLBACKS` it stops with one line instead.
+    to ~160 between iterations 3,290 and 3,300 (two steps kept), and every later batch was a spike, so it
+    skipped all 4,000+ remaining steps and wrote a broken model. Then the run restores the newest in-memory
+    snapshot (model, optimizer, EMA; taken every `EVERY` iterations) from before the last step it kept, and
+    carries on with the next batches; after `MAX_ROLLBACKS` it stops with one line instead.
     """
 
     STREAK = 20  # healthy runs skip one step in 500-1,000, never twenty in a row
