@@ -88,11 +88,11 @@ def halo(model, folder: Path) -> None:
     for h in (2, 4, 8):
         deltas = []
         for hr, lr, out in pairs(folder, model):
-            rows, win_h = spans(lr.shape[0], TILE, h)
+            rows, _ = spans(lr.shape[0], TILE, h)
             cols, _ = spans(lr.shape[1], TILE, h)
             grid = np.add.outer(np.arange(len(rows)), np.arange(len(cols))) % 2  # 1 = full width
             routes = np.where(grid.ravel() == 1, len(model.routes) - 1, 1)
-            tiled = execute(model, lr, Plan(rows, cols, win_h, h, lr.shape[1], routes, len(model.routes)))
+            tiled = execute(model, lr, Plan(rows, cols, h, lr.shape[0], lr.shape[1], routes, len(model.routes)))
             mask = np.kron(grid, np.ones((TILE * s, TILE * s)))[:hr.shape[0], :hr.shape[1], None] == 1
             mix = np.where(mask, out[full], out[narrow])
             deltas.append(psnr(tiled.astype(np.uint8), hr, border=s) - psnr(mix.astype(np.uint8), hr, border=s))

@@ -114,6 +114,18 @@ def test_choose_meets_the_budget_at_least_loss():
     assert (choose(mse, np.ones(50), costs, 150.0) == 3).all()
 
 
+def test_choose_finds_the_best_multiplier_there_is():
+    rng = np.random.default_rng(5)
+    mse = np.sort(rng.uniform(1, 100, (4, 30)), axis=0)[::-1]
+    costs = np.array([0.0, 1.0, 2.0, 3.0])
+    loss = mse * np.ones(30)[None, :]
+    for limit in (20.0, 45.0, 70.0):
+        choice = choose(mse, np.ones(30), costs, limit)
+        picks = [np.argmin(loss + lam * costs[:, None], axis=0) for lam in np.geomspace(1e-3, 1e3, 4000)]
+        fitting = [loss[p, np.arange(30)].sum() for p in picks if costs[p].sum() <= limit]
+        assert costs[choice].sum() <= limit and loss[choice, np.arange(30)].sum() <= min(fitting) + 1e-9
+
+
 def _tiny_table(model) -> QualityTable:
     centers = np.array([0.0, 50.0, 100.0])
     mse = np.array([[1.0, 60.0, 200.0], [1.0, 40.0, 150.0], [1.0, 35.0, 130.0], [1.0, 33.0, 120.0]])
@@ -124,12 +136,12 @@ def test_tiles_with_halos_have_no_seams():
     torch.manual_seed(0)
     model = create_model("arm_fsrcnn").eval()
     lr = (np.random.default_rng(2).random((37, 61, 3)) * 255).astype(np.uint8)
-    rows, win_h = spans(37, 16, 8)
+    rows, _ = spans(37, 16, 8)
     cols, _ = spans(61, 16, 8)
     # FSRCNN sees 8 LR px around: a halo of 8 is exact, for single tiles as for runs of tiles.
     whole = {w: run_width(model, lr, w).sr for w in (36, 56)}
     for choices in (np.full(12, 3), np.array([3, 2, 2, 3, 2, 3, 3, 3, 3, 2, 2, 2])):
-        tiled = execute(model, lr, Plan(rows, cols, win_h, 8, 61, choices))
+        tiled = execute(model, lr, Plan(rows, cols, 8, 37, 61, choices))
         assert tiled.shape == (148, 244, 3)
         for (r, c), route in zip([(r, c) for r in rows for c in cols], choices):
             core = np.s_[r.start * 4:r.stop * 4, c.start * 4:c.stop * 4]
@@ -166,14 +178,22 @@ def test_time_costs_are_measured_per_route():
     assert result.sr.shape == (160, 160, 3) and sum(result.routes) == 9
 
 
-def test_window_pixels_count_cores_and_the_halos_of_each_run():
-    rows, win_h = spans(70, 16, 2)
+def test_windows_cover_each_tile_once_and_window_pixels_count_them():
+    rows, _ = spans(70, 16, 2)
     cols, _ = spans(75, 16, 2)
     rng = np.random.default_rng(0)
-    for _ in range(20):
-        plan = Plan(rows, cols, win_h, 2, 75, rng.integers(0, 3, len(rows) * len(cols)), 3)
-        expected = np.zeros(3)
-        for _, first, last, route in plan.runs():
-            left, right = plan.columns(first, last)
-            expected[route] += win_h * (right - left)
-        assert np.array_equal(plan.window_pixels(), expected)
+    stacked = 0
+    for trial in range(40):
+        choices = rng.integers(0, 3 if trial < 20 else 2, len(rows) * len(cols))
+        plan = Plan(rows, cols, 2, 70, 75, choices, 3)
+        grid, seen, expected = choices.reshape(len(rows), len(cols)), np.zeros((len(rows), len(cols))), np.zeros(3)
+        for win in plan.windows():
+            assert (grid[win.top:win.bottom + 1, win.first:win.last + 1] == win.route).all()
+            seen[win.top:win.bottom + 1, win.first:win.last + 1] += 1
+            top, bottom, left, right = plan.box(win)
+            assert top == max(rows[win.top].start - 2, 0) and right == min(cols[win.last].stop + 2, 75)
+            expected[win.route] += (bottom - top) * (right - left)
+            stacked += win.bottom > win.top
+        assert (seen == 1).all()
+        assert np.allclose(plan.window_pixels(), expected)
+    assert stacked > 0  # the two-route trials stack runs

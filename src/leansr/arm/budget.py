@@ -1,13 +1,13 @@
 """Our routing: every LR pixel covered, tiles routed to meet a cost budget at the least predicted MSE.
 
 The image is cut into `tile` x `tile` cores (the last row/column narrower). Neighbouring cores of one route
-in a row run together in one window with `halo` pixels of context on each side (rows of windows are shifted
-inward at the image borders so they share one height, and the network sees the true image border where there
-is one). Only the cores are kept: no averaging, no seams (a halo of 2 px costs < 0.003 dB against the
-whole-image forward of ARM-CARN). The route of each core
-minimises `pixels * MSE_j + lambda * C_j`; lambda is found by bisection so the executed cost stays within the
-budget (a fraction of the full width on the whole image, in MACs or in measured time). Every route, bicubic
-included, runs on its windows only, and the windows of one route and size run as batches of one size.
+in a row run together in one window, and the rows below that repeat such a run exactly (same route, same
+columns) join its window, which gets `halo` pixels of context on each side that is not the image border (the
+network sees the true border there). Only the cores are kept: no averaging, no seams (a halo of 2 px costs
+< 0.003 dB against the whole-image forward of ARM-CARN). The route of each core minimises
+`pixels * MSE_j + lambda * C_j`; lambda is found by bisection so the executed cost, halos included, stays
+within the budget (a fraction of the full width on the whole image, in MACs or in measured time). Every
+route, bicubic included, runs on its windows only, and the windows of one route and size run as batches.
 """
 
 from __future__ import annotations
@@ -74,12 +74,14 @@ def choose(mse: np.ndarray, areas: np.ndarray, costs: np.ndarray, limit: float,
     best = pick(0.0)
     if spent(best) <= limit:
         return best
-    lo, hi = 0.0, 1.0
-    while spent(pick(hi)) > limit and hi < 1e30:
-        lo, hi = hi, hi * 4
-    for _ in range(50):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if spent(pick(mid)) > limit else (lo, mid)
+    # A tile's choice changes only at the multipliers where two of its routes tie: bisect over those.
+    dl, dc = loss[:, None, :] - loss[None, :, :], costs[None, :, :] - costs[:, None, :]
+    ties = np.unique(dl[(dl > 0) & (dc > 0)] / dc[(dl > 0) & (dc > 0)]) * (1 + 1e-9)  # just past each tie
+    lo, hi = -1, ties.size - 1  # ties[hi] fits (or is the cheapest choice there is); ties[lo] does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if spent(pick(float(ties[mid]))) > limit else (lo, mid)
+    hi = float(ties[hi]) if ties.size else 0.0
     return _fill(pick(hi), loss, costs, limit, spent)
 
 
@@ -103,12 +105,22 @@ def _fill(choice: np.ndarray, loss: np.ndarray, costs: np.ndarray, limit: float,
     return choice
 
 
+@dataclass(frozen=True)
+class Window:
+    """A rectangle of tiles of one route, run as one window: tile rows top..bottom, columns first..last."""
+    top: int
+    bottom: int
+    first: int
+    last: int
+    route: int
+
+
 @dataclass
 class Plan:
     rows: list[Span]
     cols: list[Span]
-    window_rows: int  # height of every window
     halo: int
+    height: int  # LR image height
     width: int  # LR image width
     choices: np.ndarray  # route index per tile, row-major
     route_count: int = 0
@@ -118,41 +130,65 @@ class Plan:
     def tiles(self) -> list[tuple[Span, Span]]:
         return [(r, c) for r in self.rows for c in self.cols]
 
-    def runs(self, choices: np.ndarray | None = None) -> list[tuple[int, int, int, int]]:
-        """(tile row, first col, last col, route) of each run of equal routes in a row of tiles."""
-        grid = (self.choices if choices is None else choices).reshape(len(self.rows), len(self.cols))
-        out = []
-        for r, row in enumerate(grid):
-            starts = [0, *np.flatnonzero(np.diff(row)) + 1]
-            ends = [*starts[1:], row.size]
-            out += [(r, a, b - 1, int(row[a])) for a, b in zip(starts, ends)]
-        return out
+    def _grid(self, choices: np.ndarray | None) -> np.ndarray:
+        return (self.choices if choices is None else choices).reshape(len(self.rows), len(self.cols))
 
-    @cached_property
-    def _column_spans(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per tile column: core width, and the halo a window gets on its left and on its right."""
-        widths = np.array([c.stop - c.start for c in self.cols])
-        left = np.array([min(self.halo, c.start) for c in self.cols])
-        right = np.array([min(self.halo, self.width - c.stop) for c in self.cols])
-        return widths, left, right
-
-    def window_pixels(self, choices: np.ndarray | None = None) -> np.ndarray:
-        """LR pixels the windows of each route cover: cores, plus a halo where a run of one route ends.
-
-        Called for every candidate choice while planning, so the per-column spans are computed once.
-        """
-        grid = (self.choices if choices is None else choices).reshape(len(self.rows), len(self.cols))
-        widths, left, right = self._column_spans
+    def _runs(self, grid: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Per tile: does a run start / end here, its run's first and last column, and whether the tile
+        above (below) sits in a run of the same route and columns (so both rows share one window)."""
         starts = np.ones(grid.shape, dtype=bool)
         starts[:, 1:] = grid[:, 1:] != grid[:, :-1]
         ends = np.ones(grid.shape, dtype=bool)
         ends[:, :-1] = grid[:, :-1] != grid[:, 1:]
-        span = widths[None, :] + starts * left[None, :] + ends * right[None, :]
-        return np.bincount(grid.ravel(), weights=span.ravel(), minlength=self.route_count) * self.window_rows
+        col = np.arange(grid.shape[1])
+        first = np.maximum.accumulate(np.where(starts, col, 0), axis=1)
+        last = np.minimum.accumulate(np.where(ends, col, col[-1])[:, ::-1], axis=1)[:, ::-1]
+        above = np.zeros(grid.shape, dtype=bool)
+        above[1:] = (grid[1:] == grid[:-1]) & (first[1:] == first[:-1]) & (last[1:] == last[:-1])
+        below = np.zeros(grid.shape, dtype=bool)
+        below[:-1] = above[1:]
+        return starts, ends, first, last, above, below
 
-    def columns(self, first: int, last: int) -> tuple[int, int]:
-        """Window columns [left, right) of a run: its cores plus the halo, inside the image."""
-        return max(self.cols[first].start - self.halo, 0), min(self.cols[last].stop + self.halo, self.width)
+    def windows(self, choices: np.ndarray | None = None) -> list[Window]:
+        """The runs of equal routes in each row of tiles, stacked where the rows below repeat them exactly."""
+        grid = self._grid(choices)
+        starts, _, first, last, above, _ = self._runs(grid)
+        out = []
+        for r, c in zip(*np.nonzero(starts & ~above)):
+            bottom = r
+            while bottom + 1 < grid.shape[0] and above[bottom + 1, c]:
+                bottom += 1
+            out.append(Window(int(r), int(bottom), int(c), int(last[r, c]), int(grid[r, c])))
+        return out
+
+    @cached_property
+    def _spans(self) -> tuple[np.ndarray, ...]:
+        """Core sizes of the tile rows and columns, and the halo each side of them gets (none past the image)."""
+        def sides(cores: list[Span], length: int) -> tuple[np.ndarray, ...]:
+            return (np.array([c.stop - c.start for c in cores]), np.array([min(self.halo, c.start) for c in cores]),
+                    np.array([min(self.halo, length - c.stop) for c in cores]))
+        return (*sides(self.rows, self.height), *sides(self.cols, self.width))
+
+    def window_pixels(self, choices: np.ndarray | None = None) -> np.ndarray:
+        """LR pixels the windows of each route cover: cores, plus a halo on each side of a window.
+
+        Called for every candidate choice while planning, so it is vectorised: a tile adds its share of its
+        window's width (its core, plus the halo where its run starts or ends) times its row's share of the
+        window's height (the core, plus the halo where the stack of runs starts or ends).
+        """
+        grid = self._grid(choices)
+        heights, top, bottom, widths, left, right = self._spans
+        starts, ends, _, _, above, below = self._runs(grid)
+        span_x = widths[None, :] + starts * left[None, :] + ends * right[None, :]
+        span_y = heights[:, None] + ~above * top[:, None] + ~below * bottom[:, None]
+        return np.bincount(grid.ravel(), weights=(span_x * span_y).ravel(), minlength=self.route_count)
+
+    def box(self, window: Window) -> tuple[int, int, int, int]:
+        """LR pixels (top, bottom, left, right) a window reads: its cores plus the halo, inside the image."""
+        return (max(self.rows[window.top].start - self.halo, 0),
+                min(self.rows[window.bottom].stop + self.halo, self.height),
+                max(self.cols[window.first].start - self.halo, 0),
+                min(self.cols[window.last].stop + self.halo, self.width))
 
 
 def plan_budget(
@@ -161,8 +197,9 @@ def plan_budget(
 ) -> Plan:
     """Routes of the tiles of `lr` within `budget`; a single whole-image width when it is predicted better.
 
-    Neighbouring tiles of one route in a row run as one window, so halos are paid only where routes change;
-    on small images one width on the whole image can still beat any mix.
+    Neighbouring tiles of one route in a row run as one window, and rows that repeat it exactly below join
+    that window, so halos are paid where routes change; on small images one width on the whole image can
+    still beat any mix.
     """
     check_budget(budget)
     if cost not in COSTS:
@@ -170,12 +207,12 @@ def plan_budget(
     h, w = lr.shape[:2]
     rows, win_h = spans(h, tile, halo)
     cols, win_w = spans(w, tile, halo)
-    plan = Plan(rows, cols, win_h, halo, w, np.zeros(0, dtype=np.int64), len(model.routes))
+    plan = Plan(rows, cols, halo, h, w, np.zeros(0, dtype=np.int64), len(model.routes))
     scores = np.array([edge_score(lr[r.start:r.stop, c.start:c.stop]) for r, c in plan.tiles])
     widths = np.array([c.stop - c.start for _, c in plan.tiles], dtype=np.float64)
     areas = np.array([r.stop - r.start for r, _ in plan.tiles], dtype=np.float64) * widths
     per_pixel = _per_pixel_costs(model, cost, (win_h, win_w), next(model.parameters()).device)
-    nominal = per_pixel[:, None] * win_h * widths[None, :]  # a tile's share of a run's window
+    nominal = per_pixel[:, None] * areas[None, :]  # ranks upgrades; `spent` adds the halos
     device = next(model.parameters()).device
     reference = whole_image_time(model, device) if cost == "time" else per_pixel[-1]
     limit = budget * reference * h * w
@@ -229,29 +266,25 @@ def _per_pixel_costs(model: SlimmableSR, cost: str, window: tuple[int, int], dev
 def execute(model: SlimmableSR, lr: np.ndarray, plan: Plan) -> np.ndarray:
     """Run a tiled plan: HxWx3 float64 SR on 0-255, rounded to 8-bit values.
 
-    Every route runs on windows, bicubic included (its 4 taps need 2 px of context: exact with the default
-    halo); the runs of each route are batched by window size.
+    Every route runs on its windows, bicubic included (its 4 taps need 2 px of context: exact with the
+    default halo); the windows of each route are batched by size, and only their cores are kept.
     """
     s, device = model.scale, next(model.parameters()).device
     x = torch.from_numpy(np.ascontiguousarray(lr)).permute(2, 0, 1)[None].float().div(255.0)
     out = torch.empty(1, 3, lr.shape[0] * s, lr.shape[1] * s)
-    groups: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
-    for row, first, last, route in plan.runs():
-        left, right = plan.columns(first, last)
-        groups.setdefault((route, right - left), []).append((row, first, last))
-    for (route, span), members in groups.items():
-        wins = []
-        for row, first, _ in members:
-            left = plan.columns(first, first)[0]
-            top = plan.rows[row].window
-            wins.append(x[..., top:top + plan.window_rows, left:left + span])
-        sr = run_patches(lambda b, wd=model.routes[route]: model.forward_width(b, wd), torch.cat(wins),
-                         device=device)
-        for (row, first, last), patch in zip(members, sr):
-            r, left = plan.rows[row], plan.columns(first, last)[0]
-            a, b = plan.cols[first].start, plan.cols[last].stop
-            out[0, :, r.start * s:r.stop * s, a * s:b * s] = patch[
-                :, (r.start - r.window) * s:(r.stop - r.window) * s, (a - left) * s:(b - left) * s]
+    groups: dict[tuple[int, int, int], list[Window]] = {}
+    for win in plan.windows():
+        top, bottom, left, right = plan.box(win)
+        groups.setdefault((win.route, bottom - top, right - left), []).append(win)
+    for (route, _, _), members in groups.items():
+        boxes = [plan.box(win) for win in members]
+        batch = torch.cat([x[..., t:b, l:r] for t, b, l, r in boxes])
+        sr = run_patches(lambda b, wd=model.routes[route]: model.forward_width(b, wd), batch, device=device)
+        for win, (top, _, left, _), patch in zip(members, boxes, sr):
+            y0, y1 = plan.rows[win.top].start, plan.rows[win.bottom].stop
+            x0, x1 = plan.cols[win.first].start, plan.cols[win.last].stop
+            out[0, :, y0 * s:y1 * s, x0 * s:x1 * s] = patch[
+                :, (y0 - top) * s:(y1 - top) * s, (x0 - left) * s:(x1 - left) * s]
     return np.floor(out[0].clamp(0, 1).permute(1, 2, 0).double().numpy() * 255.0 + 0.5)
 
 

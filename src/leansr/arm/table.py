@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +42,14 @@ class QualityTable:
 
         Official tables hold mean PSNR only; their MSE is taken as 255^2 / 10^(PSNR/10) per bin.
         """
-        mse = self.mse if self.mse is not None else 255.0**2 * 10.0 ** (-self.psnr / 10.0)
-        mse = smoothed(mse, np.maximum(self.counts, 1))
+        mse = self._smoothed_mse
         scores = np.asarray(scores, dtype=np.float64)
         return np.stack([np.interp(scores, self.centers, row) for row in mse])
+
+    @cached_property
+    def _smoothed_mse(self) -> np.ndarray:
+        mse = self.mse if self.mse is not None else 255.0**2 * 10.0 ** (-self.psnr / 10.0)
+        return smoothed(mse, np.maximum(self.counts, 1))
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"edge_bin_centers": self.centers.tolist(), "patch_count_per_bin": self.counts.tolist(),
