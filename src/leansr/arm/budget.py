@@ -76,7 +76,8 @@ def choose(mse: np.ndarray, areas: np.ndarray, costs: np.ndarray, limit: float,
         return best
     # A tile's choice changes only at the multipliers where two of its routes tie: bisect over those.
     dl, dc = loss[:, None, :] - loss[None, :, :], costs[None, :, :] - costs[:, None, :]
-    ties = np.unique(dl[(dl > 0) & (dc > 0)] / dc[(dl > 0) & (dc > 0)]) * (1 + 1e-9)  # just past each tie
+    trade = (dl > 0) & (dc > 0)  # route k costs more than route j and loses less
+    ties = np.unique(dl[trade] / dc[trade]) * (1 + 1e-9)  # just past each tie
     lo, hi = -1, ties.size - 1  # ties[hi] fits (or is the cheapest choice there is); ties[lo] does not
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -278,7 +279,7 @@ def execute(model: SlimmableSR, lr: np.ndarray, plan: Plan) -> np.ndarray:
         groups.setdefault((win.route, bottom - top, right - left), []).append(win)
     for (route, _, _), members in groups.items():
         boxes = [plan.box(win) for win in members]
-        batch = torch.cat([x[..., t:b, l:r] for t, b, l, r in boxes])
+        batch = torch.cat([x[..., top:bottom, left:right] for top, bottom, left, right in boxes])
         sr = run_patches(lambda b, wd=model.routes[route]: model.forward_width(b, wd), batch, device=device)
         for win, (top, _, left, _), patch in zip(members, boxes, sr):
             y0, y1 = plan.rows[win.top].start, plan.rows[win.bottom].stop
