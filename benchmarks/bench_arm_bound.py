@@ -12,7 +12,8 @@ no seams: every tile gets its whole-image quality, and costs count the cores onl
   over the full width's per-pixel time on a whole 128x128 image (what `--budget F --cost time` plans with,
   halos left out: still optimistic).
 
-A real router can only do worse, so a target the bound misses cannot be met by routing that supernet's tiles.
+A real router can only do worse (up to the little the greedy leftover step may miss against an exact
+knapsack), so a target the bound misses cannot be met by routing that supernet's tiles.
 Where the rest goes: `planner, true MSE` runs our planner and executor (`run_budget`: windows, halos, exact
 executed cost) with the true per-tile errors as its prediction, and with `--table FILE` the same with the
 calibrated table, as `--budget` does; the gaps are the cost of halos and the cost of the prediction.
@@ -122,6 +123,7 @@ def main() -> None:
                 mix = zip(model.routes, shares[b] / count)
                 line += "; pixels per route " + ", ".join(f"{r}: {share:.0%}" for r, share in mix)
             print(line)
+
 
 if __name__ == "__main__":
     main()
