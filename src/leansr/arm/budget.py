@@ -273,15 +273,14 @@ def execute(model: SlimmableSR, lr: np.ndarray, plan: Plan) -> np.ndarray:
     s, device = model.scale, next(model.parameters()).device
     x = torch.from_numpy(np.ascontiguousarray(lr)).permute(2, 0, 1)[None].float().div(255.0)
     out = torch.empty(1, 3, lr.shape[0] * s, lr.shape[1] * s)
-    groups: dict[tuple[int, int, int], list[Window]] = {}
+    groups: dict[tuple[int, int, int], list[tuple[Window, tuple[int, int, int, int]]]] = {}
     for win in plan.windows():
-        top, bottom, left, right = plan.box(win)
-        groups.setdefault((win.route, bottom - top, right - left), []).append(win)
+        top, bottom, left, right = box = plan.box(win)
+        groups.setdefault((win.route, bottom - top, right - left), []).append((win, box))
     for (route, _, _), members in groups.items():
-        boxes = [plan.box(win) for win in members]
-        batch = torch.cat([x[..., top:bottom, left:right] for top, bottom, left, right in boxes])
+        batch = torch.cat([x[..., top:bottom, left:right] for _, (top, bottom, left, right) in members])
         sr = run_patches(lambda b, wd=model.routes[route]: model.forward_width(b, wd), batch, device=device)
-        for win, (top, _, left, _), patch in zip(members, boxes, sr):
+        for (win, (top, _, left, _)), patch in zip(members, sr):
             y0, y1 = plan.rows[win.top].start, plan.rows[win.bottom].stop
             x0, x1 = plan.cols[win.first].start, plan.cols[win.last].stop
             out[0, :, y0 * s:y1 * s, x0 * s:x1 * s] = patch[
