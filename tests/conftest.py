@@ -24,3 +24,9 @@ def shared_path(*parts: str) -> Path:
 @pytest.fixture
 def shared() -> Path:
     return shared_path()
+
+
+@pytest.fixture(autouse=True)
+def _seeded_torch() -> None:
+    # Each test draws the same random tensors on every run and worker, so a tolerance that holds once holds in CI.
+    torch.manual_seed(0)

@@ -28,16 +28,18 @@ from leansr.runtime import prepare_for_inference as prepare_model
 torch.set_num_threads(1)
 model = prepare_model(create_model("rlfn_s", scale=2), compiled=True)
 upscale_tensor(model, torch.rand(1, 3, 24, 24))
-print(model.warmup_s, len(model.shapes))
+print(len(model.shapes))
 """
 
 
 @pytest.mark.slow
-def test_second_process_compiles_faster_from_the_disk_cache(tmp_path: Path) -> None:
-    env = {"TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
-    env["PYTHONPATH"] = ":".join(sys.path)
-    runs = [subprocess.run([sys.executable, "-c", _RUN], env=env, capture_output=True, text=True, check=True)
-            for _ in range(2)]
-    (cold, shapes), (warm, _) = (map(float, r.stdout.split()) for r in runs)
-    assert shapes == 1 and any((tmp_path / "cache").iterdir())
-    assert warm < cold / 2, (cold, warm)
+def test_second_process_compiles_from_the_disk_cache(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    env = {"TORCHINDUCTOR_CACHE_DIR": str(cache), "PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)}
+    kernels = []
+    for _ in range(2):
+        run = subprocess.run([sys.executable, "-c", _RUN], env=env, capture_output=True, text=True, check=True)
+        assert run.stdout.split() == ["1"]  # one input shape, compiled once
+        kernels.append(sorted(cache.rglob("*.so")))
+    # Counted, not timed: the second process builds no C++ kernel, it loads every one the first process built.
+    assert kernels[0] and kernels[1] == kernels[0]

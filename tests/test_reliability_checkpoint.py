@@ -41,7 +41,8 @@ GOOD_META = {"format_version": 1, "arch": "ecbsr_m4c8", "hparams": {"scale": 2, 
 
 @pytest.mark.parametrize("name, make, message", [
     ("empty.pth", lambda p: _write(p, b""), "is empty"),
-    ("random.pth", lambda p: _write(p, os.urandom(4096)), "is not a PyTorch or safetensors checkpoint"),
+    # The first byte is fixed: one random file in 256 starts with the pickle marker 0x80.
+    ("random.pth", lambda p: _write(p, b"R" + os.urandom(4095)), "is not a PyTorch or safetensors checkpoint"),
     ("random_pickle.pth", lambda p: _write(p, b"\x80" + os.urandom(4095)), "cannot read checkpoint"),
     ("zeros.pth", lambda p: _write(p, bytes(1 << 20)), "is not a PyTorch or safetensors checkpoint"),
     ("text.pth", lambda p: _write(p, b"hello"), "is not a PyTorch or safetensors checkpoint"),
