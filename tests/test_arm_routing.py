@@ -168,17 +168,19 @@ def test_budget_routing_covers_the_image_within_budget():
 
 
 def test_time_costs_are_measured_per_route():
-    from leansr.arm.timing import route_times
+    from leansr.arm.timing import call_times, route_times
 
     model = create_model("arm_fsrcnn").eval()
     times = route_times(model, (20, 20), torch.device("cpu"))
     assert len(times) == 4 and all(t > 0 for t in times) and times[-1] > times[0]
+    calls = call_times(model, (20, 20), torch.device("cpu"))
+    assert len(calls) == 4 and all(c >= 0 for c in calls)
     lr = (np.random.default_rng(4).random((40, 40, 3)) * 255).astype(np.uint8)
     result = run_budget(model, lr, _tiny_table(model), 0.5, cost="time", tile=16, halo=2)
     assert result.sr.shape == (160, 160, 3) and sum(result.routes) == 9
 
 
-def test_windows_cover_each_tile_once_and_window_pixels_count_them():
+def test_windows_cover_each_tile_once_and_window_pixels_and_calls_count_them():
     rows, _ = spans(70, 16, 2)
     cols, _ = spans(75, 16, 2)
     rng = np.random.default_rng(0)
@@ -187,13 +189,16 @@ def test_windows_cover_each_tile_once_and_window_pixels_count_them():
         choices = rng.integers(0, 3 if trial < 20 else 2, len(rows) * len(cols))
         plan = Plan(rows, cols, 2, 70, 75, choices, 3)
         grid, seen, expected = choices.reshape(len(rows), len(cols)), np.zeros((len(rows), len(cols))), np.zeros(3)
+        sizes = set()
         for win in plan.windows():
             assert (grid[win.top:win.bottom + 1, win.first:win.last + 1] == win.route).all()
             seen[win.top:win.bottom + 1, win.first:win.last + 1] += 1
             top, bottom, left, right = plan.box(win)
             assert top == max(rows[win.top].start - 2, 0) and right == min(cols[win.last].stop + 2, 75)
             expected[win.route] += (bottom - top) * (right - left)
+            sizes.add((win.route, bottom - top, right - left))
             stacked += win.bottom > win.top
         assert (seen == 1).all()
         assert np.allclose(plan.window_pixels(), expected)
+        assert plan.calls().tolist() == np.bincount([route for route, _, _ in sizes], minlength=3).tolist()
     assert stacked > 0  # the two-route trials stack runs

@@ -6,8 +6,9 @@ columns) join its window, which gets `halo` pixels of context on each side that 
 network sees the true border there). Only the cores are kept: no averaging, no seams (a halo of 2 px costs
 < 0.003 dB against the whole-image forward of ARM-CARN). The route of each core minimises
 `pixels * MSE_j + lambda * C_j`; lambda is found by bisection so the executed cost, halos included, stays
-within the budget (a fraction of the full width on the whole image, in MACs or in measured time). Every
-route, bicubic included, runs on its windows only, and the windows of one route and size run as batches.
+within the budget (a fraction of the full width on the whole image, in MACs or in measured time; in time,
+each batched call also pays a measured overhead, and the time spent scoring the tiles counts). Every route,
+bicubic included, runs on its windows only, and the windows of one route and size run as batches.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from leansr.arm.costs import route_costs
 from leansr.arm.edge import edge_score
 from leansr.arm.official import RoutedResult
 from leansr.arm.table import QualityTable
-from leansr.arm.timing import route_times, whole_image_time
+from leansr.arm.timing import call_times, route_times, whole_image_time
 from leansr.errors import LeansrError
 from leansr.models.arm import SlimmableSR
 
@@ -184,6 +185,22 @@ class Plan:
         span_y = heights[:, None] + ~above * top[:, None] + ~below * bottom[:, None]
         return np.bincount(grid.ravel(), weights=(span_x * span_y).ravel(), minlength=self.route_count)
 
+    def calls(self, choices: np.ndarray | None = None) -> np.ndarray:
+        """Batched calls of each route: one per distinct window size (windows of one size run as a batch)."""
+        grid = self._grid(choices)
+        heights, top, bottom, widths, left, right = self._spans
+        starts, _, _, last, above, _ = self._runs(grid)
+        down = np.zeros(grid.shape, dtype=np.int64)  # rows below a tile that its window stacks
+        for r in range(grid.shape[0] - 2, -1, -1):
+            down[r] = np.where(above[r + 1], down[r + 1] + 1, 0)
+        r, c = np.nonzero(starts & ~above)
+        b, e = r + down[r, c], last[r, c]
+        ys, xs = np.concatenate([[0], np.cumsum(heights)]), np.concatenate([[0], np.cumsum(widths)])
+        box_h, box_w = ys[b + 1] - ys[r] + top[r] + bottom[b], xs[e + 1] - xs[c] + left[c] + right[e]
+        side = max(self.height, self.width) + 1
+        sizes = np.unique((grid[r, c] * side + box_h) * side + box_w)  # one integer per (route, height, width)
+        return np.bincount(sizes // (side * side), minlength=self.route_count)
+
     def box(self, window: Window) -> tuple[int, int, int, int]:
         """LR pixels (top, bottom, left, right) a window reads: its cores plus the halo, inside the image."""
         return (max(self.rows[window.top].start - self.halo, 0),
@@ -209,19 +226,22 @@ def plan_budget(
     rows, win_h = spans(h, tile, halo)
     cols, win_w = spans(w, tile, halo)
     plan = Plan(rows, cols, halo, h, w, np.zeros(0, dtype=np.int64), len(model.routes))
+    start = time.perf_counter()
     scores = np.array([edge_score(lr[r.start:r.stop, c.start:c.stop]) for r, c in plan.tiles])
+    mse = table.predict_mse(scores)
+    scoring = time.perf_counter() - start  # in time, already spent out of the budget
     widths = np.array([c.stop - c.start for _, c in plan.tiles], dtype=np.float64)
     areas = np.array([r.stop - r.start for r, _ in plan.tiles], dtype=np.float64) * widths
-    per_pixel = _per_pixel_costs(model, cost, (win_h, win_w), next(model.parameters()).device)
-    nominal = per_pixel[:, None] * areas[None, :]  # ranks upgrades; `spent` adds the halos
     device = next(model.parameters()).device
+    per_pixel, per_call = _unit_costs(model, cost, (win_h, win_w), device)
+    nominal = per_pixel[:, None] * areas[None, :]  # ranks upgrades; `spent` adds the halos and calls
     reference = whole_image_time(model, device) if cost == "time" else per_pixel[-1]
-    limit = budget * reference * h * w
+    limit = budget * reference * h * w - (scoring if cost == "time" else 0.0)
 
     def spent(choice: np.ndarray) -> float:
-        return float(per_pixel @ plan.window_pixels(choice))
+        pixels = float(per_pixel @ plan.window_pixels(choice))
+        return pixels + float(per_call @ plan.calls(choice)) if per_call.any() else pixels
 
-    mse = table.predict_mse(scores)
     plan.choices = choose(mse, areas, nominal, limit, spent)
     best = float((mse[plan.choices, np.arange(areas.size)] * areas).sum())
     for j in range(len(model.routes)):
@@ -258,10 +278,14 @@ def _fraction(model: SlimmableSR, plan: Plan, pixels: int) -> float:
     return float(macs @ plan.window_pixels() / (macs[-1] * pixels))
 
 
-def _per_pixel_costs(model: SlimmableSR, cost: str, window: tuple[int, int], device: torch.device) -> np.ndarray:
+def _unit_costs(model: SlimmableSR, cost: str, window: tuple[int, int],
+                device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """Each route's cost per window pixel and per batched call (MACs do not depend on calls)."""
     if cost == "time":
-        return np.asarray(route_times(model, window, device), dtype=np.float64)
-    return np.array([c.macs for c in route_costs(model).values()], dtype=np.float64)
+        return (np.asarray(route_times(model, window, device), dtype=np.float64),
+                np.asarray(call_times(model, window, device), dtype=np.float64))
+    macs = np.array([c.macs for c in route_costs(model).values()], dtype=np.float64)
+    return macs, np.zeros_like(macs)
 
 
 def execute(model: SlimmableSR, lr: np.ndarray, plan: Plan) -> np.ndarray:
