@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-import os
+import random
 
 import pytest
 import torch
@@ -26,6 +26,10 @@ def _write(path, data: bytes):
     return path
 
 
+def _noise(size: int) -> bytes:
+    return random.Random(size).randbytes(size)
+
+
 def _tiny_tensors():
     model = create_model("ecbsr_m4c8", scale=2, in_channels=3)
     return {k: v.contiguous() for k, v in model.state_dict().items()}
@@ -41,9 +45,9 @@ GOOD_META = {"format_version": 1, "arch": "ecbsr_m4c8", "hparams": {"scale": 2, 
 
 @pytest.mark.parametrize("name, make, message", [
     ("empty.pth", lambda p: _write(p, b""), "is empty"),
-    # The first byte is fixed: one random file in 256 starts with the pickle marker 0x80.
-    ("random.pth", lambda p: _write(p, b"R" + os.urandom(4095)), "is not a PyTorch or safetensors checkpoint"),
-    ("random_pickle.pth", lambda p: _write(p, b"\x80" + os.urandom(4095)), "cannot read checkpoint"),
+    # Seeded noise, first byte fixed: one random file in 256 would start with the pickle marker 0x80.
+    ("random.pth", lambda p: _write(p, b"R" + _noise(4095)), "is not a PyTorch or safetensors checkpoint"),
+    ("random_pickle.pth", lambda p: _write(p, b"\x80" + _noise(4095)), "cannot read checkpoint"),
     ("zeros.pth", lambda p: _write(p, bytes(1 << 20)), "is not a PyTorch or safetensors checkpoint"),
     ("text.pth", lambda p: _write(p, b"hello"), "is not a PyTorch or safetensors checkpoint"),
     ("zip_header_only.pth", lambda p: _write(p, b"PK\x03\x04" + bytes(60)), "the file is"),
