@@ -153,3 +153,19 @@ def test_a_supernet_deepened_by_identity_layers_is_unchanged_at_every_width_in_f
         for width in (8, 16):
             assert torch.allclose(deeper.forward_width(x, width), supernet.forward_width(x, width), atol=1e-12)
     assert torch.equal(deeper.convs[1].weight, supernet.convs[1].weight), "a supernet keeps its channel order"
+
+
+def test_a_supernet_widened_past_its_channels_is_unchanged_at_every_width_and_trains_the_new_ones():
+    supernet = supernet_from_plain(_plain_ecbsr().double(), (8, 16)).eval()
+    wider = supernet_from_plain(supernet, (8, 16, 24), extra_blocks=1).eval()
+    assert wider.widths == (8, 16, 24) and wider.convs[1].weight.shape[:2] == (24, 24)
+    x = torch.rand(1, 3, 9, 11, dtype=torch.float64)
+    with torch.no_grad():
+        for width in (8, 16):
+            assert torch.allclose(wider.forward_width(x, width), supernet.forward_width(x, width), atol=1e-12)
+        assert torch.allclose(wider.forward_width(x, 24), supernet.forward_width(x, 16), atol=1e-12)
+    assert torch.equal(wider.convs[1].weight[16:, :16], wider.convs[1].weight[:8, :16]), "copies of the first"
+    with pytest.raises(LeansrError, match="can grow to 32 at most"):
+        supernet_from_plain(supernet, (8, 16, 40))
+    wider.forward_width(x, 24).square().mean().backward()
+    assert wider.convs[-1].weight.grad[:, 16:].abs().sum() > 0, "the weights out of the new channels learn"

@@ -7,7 +7,10 @@ that matter most: the importance of channel c after conv i is ||W_i[c]|| * ||W_{
 what leaves). Permuting the outputs of conv i, its bias and PReLU slopes together with the inputs of conv i+1
 changes nothing at full width. A supernet keeps its order (its prefixes are trained). `extra_blocks` inserts
 identity layers before the last conv (a centred delta kernel, zero bias, PReLU slope 1): exact at every width,
-since a prefix of an identity is an identity, and free capacity for the fine-tune.
+since a prefix of an identity is an identity, and free capacity for the fine-tune. A full width above the
+given network's channels (up to twice) widens it: each new channel copies an old one but feeds nothing yet
+(zero weights out of it), so every width, the new full width included, computes what the given network's
+widths did until the fine-tune trains them.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ def supernet_from_plain(plain: nn.Module, widths: tuple[int, ...], *, extra_bloc
             weights[i], biases[i], slopes[i] = weights[i][order], biases[i][order], slopes[i][order]
             weights[i + 1] = weights[i + 1][:, order]
     channels = weights[0].shape[0]
+    if widths and widths[-1] > channels:
+        weights, biases, slopes = _widen(weights, biases, slopes, widths[-1])
+        channels = widths[-1]
     for _ in range(extra_blocks):
         weights.insert(-1, nn.init.dirac_(weights[0].new_empty(channels, channels, 3, 3)))
         biases.insert(-1, biases[0].new_zeros(channels))
@@ -49,6 +55,25 @@ def supernet_from_plain(plain: nn.Module, widths: tuple[int, ...], *, extra_bloc
         for act, slope in zip(supernet.acts, slopes):
             act.weight.copy_(slope)
     return supernet
+
+
+def _widen(weights: list[Tensor], biases: list[Tensor], slopes: list[Tensor],
+           channels: int) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+    """Hidden layers grown to `channels`: each new channel a copy of an old one (the most important first),
+    with zero weights out of it, so it starts from a trained feature and needs no random seed."""
+    old, last = weights[0].shape[0], len(weights) - 1
+    if channels > 2 * old:
+        raise LeansrError(f"a supernet of {old} channels can grow to {2 * old} at most, not {channels}")
+    source = torch.arange(channels - old)  # the old channel each new one copies
+    grown_weights, grown_biases = [], []
+    for i, (weight, bias) in enumerate(zip(weights, biases)):
+        grown = torch.cat([weight, weight.new_zeros(weight.shape[0], channels - old, *weight.shape[2:])], 1) \
+            if i > 0 else weight  # old and copied channels alike read no new channel
+        if i < last:
+            grown, bias = torch.cat([grown, grown[source]]), torch.cat([bias, bias[source]])
+        grown_weights.append(grown)
+        grown_biases.append(bias)
+    return grown_weights, grown_biases, [torch.cat([s, s[source]]) for s in slopes]
 
 
 def _importance(incoming: Tensor, outgoing: Tensor) -> Tensor:

@@ -47,7 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "with `leansr train` (model.name=arm_plain, model.init=OUT; see configs/arm_x4.yaml).",
     )
     m.add_argument("--weights", help="a trained RGB ECBSR or arm_plain supernet (default: the default model)")
-    m.add_argument("--widths", type=int, nargs="+", default=[16, 32], help="widths, ascending to the full width")
+    m.add_argument("--widths", type=int, nargs="+", default=[16, 32],
+                   help="widths, ascending to the full width; a full width above the model's channels widens it "
+                   "(exact: the new channels feed nothing until trained)")
     m.add_argument("--extra-blocks", type=int, default=0, metavar="N",
                    help="insert N identity layers before the last conv (exact; capacity for the fine-tune)")
     m.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.safetensors")
