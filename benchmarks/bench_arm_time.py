@@ -3,6 +3,7 @@
 For each image (MATLAB-bicubic LR of the HR folder) the full width on the whole image and each routed setting
 run alternately, `--repeats` times, best time kept, so load changes hit all alike; one thread. Reports the
 summed time ratio and the Y-PSNR change. The routed time includes scoring, planning, network and merge.
+`--widths` times narrower widths on the whole image too: the fixed choices routing has to beat.
 
     python benchmarks/bench_arm_time.py --weights ../shared/weights/chenbong-ARM-Net/arm-carn.pth \\
         --table carn_table.json --data ../shared/data/Set14 --budgets 0.7
@@ -41,11 +42,13 @@ def main() -> None:
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--budgets", type=float, nargs="+", default=[0.7])
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--widths", type=int, nargs="*", default=[],
+                   help="narrower widths to time too, each on the whole image (what routing must beat)")
     args = p.parse_args()
     torch.set_num_threads(1)
     model = load_model(args.weights).model
     table = load_table(args.table, model.arch)
-    settings = [(b, c) for b in args.budgets for c in ("macs", "time")]
+    settings = [(b, c) for b in args.budgets for c in ("macs", "time")] + [(w, "width") for w in args.widths]
     totals = {"full": 0.0, **{s: 0.0 for s in settings}}
     deltas: dict = {s: [] for s in settings}
     fractions: dict = {s: [] for s in settings}
@@ -56,12 +59,16 @@ def main() -> None:
         totals["full"] += t
         base = psnr(full.sr.astype(np.uint8), hr, border=model.scale)
         for b, c in settings:
-            t, routed = best_of(lambda: run_budget(model, lr, table, b, cost=c), args.repeats)
+            if c == "width":
+                t, routed = best_of(lambda: run_width(model, lr, b), args.repeats)
+            else:
+                t, routed = best_of(lambda: run_budget(model, lr, table, b, cost=c), args.repeats)
             totals[(b, c)] += t
             deltas[(b, c)].append(psnr(routed.sr.astype(np.uint8), hr, border=model.scale) - base)
             fractions[(b, c)].append(routed.cost_fraction)
     for s in settings:
-        print(f"budget {s[0]} --cost {s[1]}: time {totals[s] / totals['full']:.2f} x full width, "
+        name = f"--width {s[0]}" if s[1] == "width" else f"budget {s[0]} --cost {s[1]}"
+        print(f"{name}: time {totals[s] / totals['full']:.2f} x full width, "
               f"MACs {np.mean(fractions[s]):.2f} x, Y-PSNR {np.mean(deltas[s]):+.3f} dB "
               f"({args.data.name}, {len(deltas[s])} images)")
 

@@ -42,9 +42,9 @@ def test_packaged_arm_supernet_carries_its_routing_table():
     from leansr.loading import packaged_checkpoint
 
     arm = resolve_model("arm_x4", None, None)
-    assert (arm.arch, arm.scale, arm.model.widths) == ("arm_plain", 4, (16, 32))
+    assert (arm.arch, arm.scale, arm.model.widths) == ("arm_plain", 4, (16, 32, 48))
     table = stored_table(packaged_checkpoint("arm_x4"))
-    assert table is not None and table.routes == (0, 16, 32)
+    assert table is not None and table.routes == (0, 16, 32, 48)
 
 
 @pytest.mark.reference
