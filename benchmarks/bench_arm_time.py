@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from leansr.arm.budget import run_budget, run_width
-from leansr.arm.table import load_table
+from leansr.arm.table import load_table, stored_table
 from leansr.data.image_io import list_images, read_rgb_uint8
 from leansr.data.imresize import bicubic_degrade, mod_crop
 from leansr.loading import load_model
@@ -38,7 +38,7 @@ def best_of(fn, repeats: int):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", type=Path, required=True)
-    p.add_argument("--table", type=Path, required=True)
+    p.add_argument("--table", type=Path, help="a table JSON (default: the one stored in --weights)")
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--budgets", type=float, nargs="+", default=[0.7])
     p.add_argument("--repeats", type=int, default=3)
@@ -47,7 +47,9 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     model = load_model(args.weights).model
-    table = load_table(args.table, model.arch)
+    table = load_table(args.table, model.arch) if args.table else stored_table(args.weights)
+    if table is None:
+        p.error(f"{args.weights} stores no routing table: pass --table")
     settings = [(b, c) for b in args.budgets for c in ("macs", "time")] + [(w, "width") for w in args.widths]
     totals = {"full": 0.0, **{s: 0.0 for s in settings}}
     deltas: dict = {s: [] for s in settings}

@@ -201,4 +201,5 @@ def test_windows_cover_each_tile_once_and_window_pixels_and_calls_count_them():
         assert (seen == 1).all()
         assert np.allclose(plan.window_pixels(), expected)
         assert plan.calls().tolist() == np.bincount([route for route, _, _ in sizes], minlength=3).tolist()
+        assert all(np.array_equal(a, b) for a, b in zip(plan.usage(), (plan.window_pixels(), plan.calls())))
     assert stacked > 0  # the two-route trials stack runs

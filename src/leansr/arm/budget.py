@@ -172,24 +172,34 @@ class Plan:
         return (*sides(self.rows, self.height), *sides(self.cols, self.width))
 
     def window_pixels(self, choices: np.ndarray | None = None) -> np.ndarray:
-        """LR pixels the windows of each route cover: cores, plus a halo on each side of a window.
-
-        Called for every candidate choice while planning, so it is vectorised: a tile adds its share of its
-        window's width (its core, plus the halo where its run starts or ends) times its row's share of the
-        window's height (the core, plus the halo where the stack of runs starts or ends).
-        """
+        """LR pixels the windows of each route cover: cores, plus a halo on each side of a window."""
         grid = self._grid(choices)
-        heights, top, bottom, widths, left, right = self._spans
-        starts, ends, _, _, above, below = self._runs(grid)
-        span_x = widths[None, :] + starts * left[None, :] + ends * right[None, :]
-        span_y = heights[:, None] + ~above * top[:, None] + ~below * bottom[:, None]
-        return np.bincount(grid.ravel(), weights=(span_x * span_y).ravel(), minlength=self.route_count)
+        return self._pixels(grid, self._runs(grid))
 
     def calls(self, choices: np.ndarray | None = None) -> np.ndarray:
         """Batched calls of each route: one per distinct window size (windows of one size run as a batch)."""
         grid = self._grid(choices)
+        return self._calls(grid, self._runs(grid))
+
+    def usage(self, choices: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """`window_pixels` and `calls` of one choice, its runs found once (the planner asks for both)."""
+        grid = self._grid(choices)
+        runs = self._runs(grid)
+        return self._pixels(grid, runs), self._calls(grid, runs)
+
+    def _pixels(self, grid: np.ndarray, runs: tuple[np.ndarray, ...]) -> np.ndarray:
+        """Called for every candidate choice while planning, so it is vectorised: a tile adds its share of its
+        window's width (its core, plus the halo where its run starts or ends) times its row's share of the
+        window's height (the core, plus the halo where the stack of runs starts or ends)."""
         heights, top, bottom, widths, left, right = self._spans
-        starts, _, _, last, above, _ = self._runs(grid)
+        starts, ends, _, _, above, below = runs
+        span_x = widths[None, :] + starts * left[None, :] + ends * right[None, :]
+        span_y = heights[:, None] + ~above * top[:, None] + ~below * bottom[:, None]
+        return np.bincount(grid.ravel(), weights=(span_x * span_y).ravel(), minlength=self.route_count)
+
+    def _calls(self, grid: np.ndarray, runs: tuple[np.ndarray, ...]) -> np.ndarray:
+        heights, top, bottom, widths, left, right = self._spans
+        starts, _, _, last, above, _ = runs
         down = np.zeros(grid.shape, dtype=np.int64)  # rows below a tile that its window stacks
         for r in range(grid.shape[0] - 2, -1, -1):
             down[r] = np.where(above[r + 1], down[r + 1] + 1, 0)
@@ -239,8 +249,10 @@ def plan_budget(
     limit = budget * reference * h * w - (scoring if cost == "time" else 0.0)
 
     def spent(choice: np.ndarray) -> float:
-        pixels = float(per_pixel @ plan.window_pixels(choice))
-        return pixels + float(per_call @ plan.calls(choice)) if per_call.any() else pixels
+        if not per_call.any():
+            return float(per_pixel @ plan.window_pixels(choice))
+        pixels, calls = plan.usage(choice)
+        return float(per_pixel @ pixels + per_call @ calls)
 
     plan.choices = choose(mse, areas, nominal, limit, spent)
     best = float((mse[plan.choices, np.arange(areas.size)] * areas).sum())
